@@ -4,6 +4,8 @@ Groups and key names follow PySlowFast so that its yaml files load unchanged; th
 transformer and method groups (FEW_SHOT, HEAD, VIT, TEXT, DISTILL, ...) are ego_fsar's own.
 Use `get_cfg()` for a fresh copy and `assert_and_infer_cfg(cfg)` after merging a file.
 """
+import os
+
 from fvcore.common.config import CfgNode
 
 _C = CfgNode()
@@ -53,6 +55,8 @@ _C.TRAIN.CHECKPOINT_INFLATE = False
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = False
 # Substrings removed from checkpoint key names before loading (e.g. ["backbone."]).
 _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
+# Key-prefix substitutions applied when loading, e.g. [["_forward_module.student_rgb.encoder.", ""]].
+_C.TRAIN.CHECKPOINT_PREFIX_MAP = []
 # Raise on missing, unexpected or mis-shaped checkpoint keys instead of warning.
 _C.TRAIN.CHECKPOINT_STRICT = False
 # Training protocol: "supervised" (classification batches) or "episodic" (few-shot episodes).
@@ -124,6 +128,8 @@ _C.RESNET.NUM_BLOCK_TEMP_KERNEL = [[3], [4], [6], [3]]
 _C.RESNET.SPATIAL_STRIDES = [[1], [2], [2], [2]]
 # Spatial dilation of res2..res5 per pathway.
 _C.RESNET.SPATIAL_DILATIONS = [[1], [1], [1], [1]]
+# Stages ("s1".."s5") whose token maps are returned in BackboneOutput.hidden (empty: none).
+_C.RESNET.HIDDEN_STAGES = []
 
 # ---------------------------------------------------------------------------- #
 # Non-local options
@@ -436,6 +442,8 @@ _C.LOG_PERIOD = 10
 _C.LOG_MODEL_INFO = True
 # Distributed backend: "nccl" (GPU) or "gloo" (CPU).
 _C.DIST_BACKEND = "nccl"
+# Distributed init method (set from --init_method; "env://" inside torchrun).
+_C.INIT_METHOD = "tcp://localhost:9999"
 
 
 def get_cfg() -> CfgNode:
@@ -462,5 +470,8 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
 
 
 def _world(cfg: CfgNode) -> int:
+    """Number of processes of the job (torchrun's WORLD_SIZE when launched by torchrun)."""
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"])
     per_node = cfg.NUM_GPUS if cfg.NUM_GPUS > 0 else cfg.NUM_CPU_PROCS
     return per_node * cfg.NUM_SHARDS

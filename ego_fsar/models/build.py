@@ -2,6 +2,8 @@
 import torch
 from fvcore.common.registry import Registry
 
+from ego_fsar.utils.env import device_for
+
 BACKBONE_REGISTRY = Registry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = """Backbones: `forward(inputs: List[Tensor[B,C,T,H,W]]) -> BackboneOutput`,
 with `out_dim` (width of `pooled`/`frames`). Built as `cls(cfg)`."""
@@ -14,12 +16,6 @@ Built as `cls(cfg)`."""
 MODEL_REGISTRY = Registry("MODEL")
 MODEL_REGISTRY.__doc__ = """Meta-architectures (classifier, few-shot model, methods). Built as `cls(cfg)`;
 `forward` returns a dict (`logits`, ...). Each exposes `.backbone`."""
-
-
-def _device(cfg) -> torch.device:
-    if cfg.NUM_GPUS > 0:
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def build_backbone(cfg, name: str = "") -> torch.nn.Module:
@@ -56,5 +52,5 @@ def build_model(cfg, gpu_id: int = None) -> torch.nn.Module:
     if cfg.NUM_GPUS > 0:
         if gpu_id is not None:
             torch.cuda.set_device(gpu_id)
-        model = model.to(_device(cfg))
+        model = model.to(device_for(cfg))
     return model

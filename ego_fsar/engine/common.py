@@ -1,0 +1,29 @@
+"""Pieces shared by the training and testing loops."""
+import sys
+from typing import Any, Iterable, List
+
+import torch
+from tqdm import tqdm
+
+from ego_fsar.utils import distributed as du
+
+
+def inputs_to(inputs: List[torch.Tensor], device: torch.device, channels_last: bool = False) -> List[torch.Tensor]:
+    """Move pathway tensors [B,C,T,H,W] to `device` (a new list; the caller's list is untouched)."""
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    return [x.to(device, non_blocking=True).contiguous(memory_format=fmt) for x in inputs]
+
+
+def labels_to(labels: Any, device: torch.device) -> Any:
+    """Move an int label tensor, or a dict of them (EPIC verb/noun), to `device`."""
+    if isinstance(labels, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in labels.items()}
+    return labels.to(device, non_blocking=True)
+
+
+def progress(iterable: Iterable, desc: str, total: int = None) -> Iterable:
+    """A progress bar on the master process (stderr), the bare iterable elsewhere."""
+    if not du.is_master_proc():
+        return iterable
+    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True,
+                mininterval=2.0, leave=False)

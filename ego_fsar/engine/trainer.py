@@ -1,0 +1,177 @@
+"""Supervised training (PySlowFast's train_net): epochs of classification batches, periodic
+validation and checkpoints, auto-resume, mixed precision, gradient accumulation and clipping."""
+from typing import Dict, Optional
+
+import torch
+from fvcore.common.config import CfgNode
+from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
+
+from ego_fsar.datasets import loader
+from ego_fsar.models import build_model
+from ego_fsar.models import optimizer as optim
+from ego_fsar.models.freeze import apply_freeze
+from ego_fsar.models.losses import build_loss, is_finite_loss
+from ego_fsar.models.lr_policy import get_lr_at_epoch
+from ego_fsar.models.stats import log_model_info
+from ego_fsar.utils import checkpoint as cu
+from ego_fsar.utils import distributed as du
+from ego_fsar.utils import metrics
+from ego_fsar.utils.amp import amp_policy, autocast, make_grad_scaler
+from ego_fsar.utils.env import device_for, seed_everything
+from ego_fsar.utils.logging import get_logger, setup_logging
+from ego_fsar.utils.meters import TrainMeter, ValMeter
+from ego_fsar.utils.tensorboard import TensorboardWriter
+
+from .common import inputs_to, labels_to, progress
+
+logger = get_logger(__name__)
+
+
+def _iters(data_loader, cfg: CfgNode) -> int:
+    n = len(data_loader)
+    return min(n, cfg.TRAIN.MAX_ITERS_PER_EPOCH) if cfg.TRAIN.MAX_ITERS_PER_EPOCH > 0 else n
+
+
+def _errors(outputs: Dict[str, torch.Tensor], labels) -> Optional[tuple]:
+    """Top-1/top-5 error (%) for single-label classification outputs, else None."""
+    if isinstance(labels, dict) or "logits" not in outputs or labels.dim() != 1:
+        return None
+    k = min(5, outputs["logits"].shape[1])
+    top1, top5 = metrics.topk_errors(outputs["logits"].float(), labels, (1, k))
+    return top1, top5
+
+
+def _reduced(values) -> list:
+    tensors = [torch.as_tensor(float(v)) for v in values]
+    return [t.item() for t in du.all_reduce(tensors)]
+
+
+def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMeter, cur_epoch: int,
+                cfg: CfgNode, policy, writer: TensorboardWriter, device: torch.device) -> Dict:
+    """One epoch of training. Raises FloatingPointError (naming epoch and iteration) on a NaN/Inf loss."""
+    model.train()
+    data_size = _iters(data_loader, cfg)
+    accum = max(1, cfg.TRAIN.GRAD_ACCUM_STEPS)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer.zero_grad(set_to_none=True)
+    meter.iter_tic()
+    for cur_iter, batch in enumerate(progress(data_loader, f"epoch {cur_epoch + 1}", data_size)):
+        if cur_iter >= data_size:
+            break
+        inputs = inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
+        labels = labels_to(batch["label"], device)
+        lr = get_lr_at_epoch(cfg, cur_epoch + cur_iter / data_size)
+        optim.set_lr(optimizer, lr)
+        meter.data_toc()
+        with autocast(policy):
+            outputs = model(inputs)
+            loss, _parts = criterion(outputs, labels)
+        if not is_finite_loss(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at epoch {cur_epoch + 1}, iteration {cur_iter + 1}: stopping")
+        scaler.scale(loss / accum).backward()
+        if (cur_iter + 1) % accum == 0 or cur_iter + 1 == data_size:
+            scaler.unscale_(optimizer)
+            optim.clip_gradients(params, cfg)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        errors = _errors(outputs, labels)
+        if errors is None:
+            (loss_value,) = _reduced([loss.detach()])
+            top1, top5 = None, None
+        else:
+            loss_value, top1, top5 = _reduced([loss.detach(), *errors])
+        mb_size = inputs[0].size(0) * du.get_world_size()
+        meter.iter_toc()
+        meter.update_stats(top1, top5, loss_value, lr, mb_size)
+        meter.log_iter_stats(cur_epoch, cur_iter)
+        step = cur_epoch * data_size + cur_iter
+        writer.add_scalars({"Train/loss": loss_value, "Train/lr": lr}, step)
+        meter.iter_tic()
+    stats = meter.log_epoch_stats(cur_epoch)
+    meter.reset()
+    return stats
+
+
+@torch.no_grad()
+def eval_epoch(data_loader, model, meter: ValMeter, cur_epoch: int, cfg: CfgNode,
+               device: torch.device) -> Dict:
+    """Top-1/top-5 error on the validation split (single view per clip)."""
+    model.eval()
+    for batch in progress(data_loader, f"val {cur_epoch + 1}"):
+        outputs = model(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST))
+        errors = _errors(outputs, labels_to(batch["label"], device))
+        if errors is None:
+            continue
+        top1, top5 = _reduced(errors)
+        meter.update_stats(top1, top5, batch["inputs"][0].size(0) * du.get_world_size())
+    stats = meter.log_epoch_stats(cur_epoch)
+    meter.reset()
+    return stats
+
+
+def _precise_bn(data_loader, model, cfg: CfgNode, device: torch.device) -> None:
+    """Recompute BN population statistics on training batches (BN.USE_PRECISE_STATS)."""
+    if not get_bn_modules(model):
+        return
+
+    def _inputs():
+        for batch in data_loader:
+            yield inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
+
+    update_bn_stats(model, _inputs(), min(cfg.BN.NUM_BATCHES_PRECISE, len(data_loader)))
+
+
+def build_train_model(cfg: CfgNode):
+    """Model (frozen parts applied, moved, DDP-wrapped when distributed), optimizer, scaler, policy."""
+    model = build_model(cfg)
+    apply_freeze(model, cfg)
+    device = device_for(cfg)
+    if cfg.TRAIN.CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last_3d)
+    if cfg.LOG_MODEL_INFO and du.is_master_proc():
+        log_model_info(model, cfg)
+    optimizer = optim.construct_optimizer(model, cfg)
+    policy = amp_policy(cfg, device)
+    scaler = make_grad_scaler(policy)
+    if du.get_world_size() > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids and ids[0],
+                                                          find_unused_parameters=True)
+    return model, optimizer, scaler, policy, device
+
+
+def train(cfg: CfgNode) -> None:
+    """Train `MODEL.MODEL_NAME` on `TRAIN.DATASET` as configured (run by launch_job on every process)."""
+    seed_everything(cfg.RNG_SEED + du.get_rank())
+    setup_logging(cfg.OUTPUT_DIR)
+    logger.info("Training with config:\n%s", cfg.dump())
+    model, optimizer, scaler, policy, device = build_train_model(cfg)
+    start_epoch = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
+    train_loader = loader.construct_loader(cfg, cfg.DATA.TRAIN_SPLIT)
+    val_loader = loader.construct_loader(cfg, cfg.DATA.VAL_SPLIT) if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    criterion = build_loss(cfg)
+    train_meter = TrainMeter(_iters(train_loader, cfg), cfg)
+    val_meter = ValMeter(len(val_loader), cfg) if val_loader is not None else None
+    writer = TensorboardWriter(cfg)
+    logger.info("Start epoch: %d", start_epoch + 1)
+    for cur_epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+        loader.shuffle_dataset(train_loader, cur_epoch)
+        stats = train_epoch(train_loader, model, optimizer, scaler, criterion, train_meter, cur_epoch,
+                            cfg, policy, writer, device)
+        writer.add_scalars({"Train/epoch_loss": stats.get("loss"), "Train/epoch_top1_err": stats.get("top1_err")},
+                           cur_epoch)
+        if cfg.BN.USE_PRECISE_STATS:
+            _precise_bn(train_loader, model, cfg, device)
+        if cu.is_checkpoint_epoch(cfg, cur_epoch):
+            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg, scaler)
+        if val_loader is not None and ((cur_epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0
+                                       or cur_epoch + 1 == cfg.SOLVER.MAX_EPOCH):
+            val_stats = eval_epoch(val_loader, model, val_meter, cur_epoch, cfg, device)
+            writer.add_scalars({"Val/top1_err": val_stats.get("top1_err")}, cur_epoch)
+    writer.close()
+    du.synchronize()
+
+
+__all__ = ["train", "train_epoch", "eval_epoch", "build_train_model"]

@@ -1,0 +1,62 @@
+"""Process-group helpers. Everything works without an initialised process group (one process)."""
+from typing import List
+
+import torch
+import torch.distributed as dist
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def is_master_proc(num_gpus_per_node: int = 0) -> bool:
+    """True on global rank 0 (the process that logs, writes checkpoints and stats)."""
+    return get_rank() == 0
+
+
+def synchronize() -> None:
+    if is_dist() and get_world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce(tensors: List[torch.Tensor], average: bool = True) -> List[torch.Tensor]:
+    """Sum (or average) each tensor over all processes, in place; returns the list."""
+    if get_world_size() == 1:
+        return tensors
+    for t in tensors:
+        dist.all_reduce(t)
+        if average:
+            t.div_(get_world_size())
+    return tensors
+
+
+def all_gather_object(obj) -> list:
+    """Gather a picklable object from every process, in rank order."""
+    if get_world_size() == 1:
+        return [obj]
+    out = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate `tensor` (same shape on every rank) from all processes along dim 0."""
+    if get_world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") and isinstance(
+        model, torch.nn.parallel.DistributedDataParallel) else model

@@ -1,0 +1,65 @@
+"""Start a job on one or several processes: single process, `mp.spawn` per node, or inside torchrun.
+
+- `NUM_GPUS 0`: CPU. One process, or `NUM_CPU_PROCS` processes joined with gloo (so DDP runs on a
+  CPU-only machine). Never calls CUDA.
+- `NUM_GPUS N`: N processes per node (one per GPU) with NCCL; `NUM_SHARDS`/`SHARD_ID`/`--init_method`
+  across nodes.
+- Inside `torchrun` / `torch.distributed.launch` (RANK, LOCAL_RANK, WORLD_SIZE in the environment):
+  this process joins that job through `env://` and runs `func` once.
+"""
+import os
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from fvcore.common.config import CfgNode
+
+_TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def procs_per_node(cfg: CfgNode) -> int:
+    return cfg.NUM_GPUS if cfg.NUM_GPUS > 0 else cfg.NUM_CPU_PROCS
+
+
+def in_torchrun() -> bool:
+    return all(v in os.environ for v in _TORCHRUN_VARS)
+
+
+def _backend(cfg: CfgNode) -> str:
+    return "gloo" if cfg.NUM_GPUS == 0 else cfg.DIST_BACKEND
+
+
+def _run(local_rank: int, num_proc: int, func: Callable, init_method: str, shard_id: int,
+         num_shards: int, cfg: CfgNode) -> None:
+    """Entry of one spawned process: join the process group, pick the device, run `func(cfg)`."""
+    world_size = num_proc * num_shards
+    rank = shard_id * num_proc + local_rank
+    dist.init_process_group(backend=_backend(cfg), init_method=init_method,
+                            world_size=world_size, rank=rank)
+    try:
+        if cfg.NUM_GPUS > 0:
+            torch.cuda.set_device(local_rank)
+        func(cfg=cfg)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch_job(cfg: CfgNode, init_method: str, func: Callable, daemon: bool = False) -> None:
+    """Run `func(cfg=cfg)` on every process of this job (see the module docstring)."""
+    if in_torchrun():
+        local_rank = int(os.environ["LOCAL_RANK"])
+        dist.init_process_group(backend=_backend(cfg), init_method="env://")
+        try:
+            if cfg.NUM_GPUS > 0:
+                torch.cuda.set_device(local_rank)
+            func(cfg=cfg)
+        finally:
+            dist.destroy_process_group()
+        return
+    num_proc = procs_per_node(cfg)
+    if num_proc * cfg.NUM_SHARDS > 1:
+        mp.spawn(_run, nprocs=num_proc, daemon=daemon,
+                 args=(num_proc, func, init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, cfg))
+    else:
+        func(cfg=cfg)

@@ -1,0 +1,66 @@
+"""Command-line parsing and config loading, PySlowFast style.
+
+Accepted forms (all combinable):
+    run_net.py --cfg A.yaml [B.yaml ...] [KEY VALUE ...]
+    run_net.py --cfg A.yaml --opts KEY VALUE ...
+    run_net.py --cfg A.yaml --shard_id 1 --num_shards 2 --init_method tcp://host:port
+"""
+import argparse
+import os
+from typing import List, Optional
+
+from fvcore.common.config import CfgNode
+
+from ego_fsar.config import assert_and_infer_cfg, get_cfg, merge_file, merge_list
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse `argv` (default sys.argv); `cfg_files` holds the yaml files, `opts` the overrides."""
+    parser = argparse.ArgumentParser(description="ego_fsar: train / test video models and few-shot heads")
+    parser.add_argument("--cfg", dest="cfg_files", nargs="+", default=[],
+                        help="yaml config file(s), optionally followed by KEY VALUE overrides")
+    parser.add_argument("--opts", dest="opts_flag", nargs=argparse.REMAINDER, default=[],
+                        help="KEY VALUE overrides")
+    parser.add_argument("--shard_id", type=int, default=0, help="index of this node")
+    parser.add_argument("--num_shards", type=int, default=1, help="number of nodes")
+    parser.add_argument("--init_method", default="tcp://localhost:9999",
+                        help="distributed init method (tcp://host:port, env://, file://...)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides")
+    args = parser.parse_args(argv)
+    files = [f for f in args.cfg_files if f.endswith(_YAML_SUFFIXES)]
+    # Tokens after the yaml files in --cfg are positional overrides (what users type).
+    first_opt = len(files)
+    if args.cfg_files[:first_opt] != files:
+        raise SystemExit(f"--cfg: yaml files must come before KEY VALUE overrides, got {args.cfg_files}")
+    args.opts = list(args.cfg_files[first_opt:]) + list(args.opts or []) + list(args.opts_flag or [])
+    args.cfg_files = files
+    return args
+
+
+def load_config(args: argparse.Namespace, path_to_config: Optional[str] = None) -> CfgNode:
+    """Defaults <- yaml file (`path_to_config`, or every file in `args.cfg_files`) <- overrides."""
+    cfg = get_cfg()
+    paths = [path_to_config] if path_to_config is not None else list(getattr(args, "cfg_files", []))
+    for path in paths:
+        merge_file(cfg, path)
+    merge_list(cfg, getattr(args, "opts", []) or [])
+    if hasattr(args, "num_shards") and hasattr(args, "shard_id"):
+        if args.num_shards != 1 or args.shard_id != 0:
+            cfg.NUM_SHARDS = args.num_shards
+            cfg.SHARD_ID = args.shard_id
+    if getattr(args, "init_method", None):
+        cfg.INIT_METHOD = args.init_method
+    return assert_and_infer_cfg(cfg)
+
+
+def save_config(cfg: CfgNode) -> str:
+    """Write the resolved config to OUTPUT_DIR/config.yaml (atomically) and return the path."""
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(cfg.dump())
+    os.replace(tmp, path)
+    return path
