@@ -39,7 +39,7 @@ def multiview_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     for batch in progress(test_loader, "test"):
         outputs = model(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST))
         labels = labels_to(batch["label"], device)
-        clip_ids = batch["index"].to(device) // views
+        clip_ids = batch["index"].to(device) * views  # the meter groups items by clip_id // views
         if isinstance(labels, dict):
             preds = {k: act(outputs[k].float()) for k in labels}
             gathered = {k: du.all_gather_cat(v) for k, v in preds.items()}

@@ -1,6 +1,8 @@
-"""Supervised training (PySlowFast's train_net): epochs of classification batches, periodic
-validation and checkpoints, auto-resume, mixed precision, gradient accumulation and clipping."""
-from typing import Dict, Optional
+"""Training (PySlowFast's train_net) for every protocol (supervised batches or episodes): epochs,
+periodic validation with a best-on-val checkpoint, periodic checkpoints, auto-resume, mixed
+precision, gradient accumulation and clipping."""
+import os
+from typing import Dict
 
 import torch
 from fvcore.common.config import CfgNode
@@ -22,7 +24,8 @@ from ego_fsar.utils.logging import get_logger, setup_logging
 from ego_fsar.utils.meters import TrainMeter, ValMeter
 from ego_fsar.utils.tensorboard import TensorboardWriter
 
-from .common import inputs_to, labels_to, progress
+from .common import progress
+from .protocols import get_protocol
 
 logger = get_logger(__name__)
 
@@ -32,22 +35,24 @@ def _iters(data_loader, cfg: CfgNode) -> int:
     return min(n, cfg.TRAIN.MAX_ITERS_PER_EPOCH) if cfg.TRAIN.MAX_ITERS_PER_EPOCH > 0 else n
 
 
-def _errors(outputs: Dict[str, torch.Tensor], labels) -> Optional[tuple]:
-    """Top-1/top-5 error (%) for single-label classification outputs, else None."""
-    if isinstance(labels, dict) or "logits" not in outputs or labels.dim() != 1:
-        return None
-    k = min(5, outputs["logits"].shape[1])
-    top1, top5 = metrics.topk_errors(outputs["logits"].float(), labels, (1, k))
-    return top1, top5
+def _error_stats(outputs: Dict[str, torch.Tensor], labels, cfg: CfgNode) -> Dict[str, float]:
+    """Top-1/top-5 errors (%) averaged over processes: `top1_err`, `top5_err` for single-label
+    outputs, `verb_top1_err`, ..., `action_top1_err` for dict labels (EPIC); none for multi-label."""
+    if cfg.DATA.MULTI_LABEL:
+        return {}
+    stats = metrics.task_topk_errors(outputs, labels, (1, 5))
+    values = du.all_reduce([v.detach().float().cpu() for v in stats.values()])
+    return {k: v.item() for k, v in zip(stats, values)}
 
 
-def _reduced(values) -> list:
-    tensors = [torch.as_tensor(float(v)) for v in values]
-    return [t.item() for t in du.all_reduce(tensors)]
+def _update(meter, stats: Dict[str, float], *args) -> None:
+    """Pass top1/top5 errors positionally and every other statistic as extra_stats."""
+    stats = dict(stats)
+    meter.update_stats(stats.pop("top1_err", None), stats.pop("top5_err", None), *args, extra_stats=stats)
 
 
 def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMeter, cur_epoch: int,
-                cfg: CfgNode, policy, writer: TensorboardWriter, device: torch.device) -> Dict:
+                cfg: CfgNode, policy, writer: TensorboardWriter, device: torch.device, protocol) -> Dict:
     """One epoch of training. Raises FloatingPointError (naming epoch and iteration) on a NaN/Inf loss."""
     model.train()
     data_size = _iters(data_loader, cfg)
@@ -58,13 +63,11 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
     for cur_iter, batch in enumerate(progress(data_loader, f"epoch {cur_epoch + 1}", data_size)):
         if cur_iter >= data_size:
             break
-        inputs = inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
-        labels = labels_to(batch["label"], device)
         lr = get_lr_at_epoch(cfg, cur_epoch + cur_iter / data_size)
         optim.set_lr(optimizer, lr)
         meter.data_toc()
         with autocast(policy):
-            outputs = model(inputs)
+            outputs, labels, batch_size = protocol.forward(model, batch, device, cfg)
             loss, _parts = criterion(outputs, labels)
         if not is_finite_loss(loss):
             raise FloatingPointError(
@@ -76,15 +79,11 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-        errors = _errors(outputs, labels)
-        if errors is None:
-            (loss_value,) = _reduced([loss.detach()])
-            top1, top5 = None, None
-        else:
-            loss_value, top1, top5 = _reduced([loss.detach(), *errors])
-        mb_size = inputs[0].size(0) * du.get_world_size()
+        (loss_value,) = du.all_reduce([loss.detach().float().cpu()])
+        loss_value = loss_value.item()
+        mb_size = batch_size * du.get_world_size()
         meter.iter_toc()
-        meter.update_stats(top1, top5, loss_value, lr, mb_size)
+        _update(meter, _error_stats(outputs, labels, cfg), loss_value, lr, mb_size)
         meter.log_iter_stats(cur_epoch, cur_iter)
         step = cur_epoch * data_size + cur_iter
         writer.add_scalars({"Train/loss": loss_value, "Train/lr": lr}, step)
@@ -96,31 +95,23 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
 
 @torch.no_grad()
 def eval_epoch(data_loader, model, meter: ValMeter, cur_epoch: int, cfg: CfgNode,
-               device: torch.device) -> Dict:
-    """Top-1/top-5 error on the validation split (single view per clip)."""
+               device: torch.device, protocol) -> Dict:
+    """Top-1/top-5 error on the validation split (single view per clip, or val episodes)."""
     model.eval()
     for batch in progress(data_loader, f"val {cur_epoch + 1}"):
-        outputs = model(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST))
-        errors = _errors(outputs, labels_to(batch["label"], device))
-        if errors is None:
-            continue
-        top1, top5 = _reduced(errors)
-        meter.update_stats(top1, top5, batch["inputs"][0].size(0) * du.get_world_size())
+        outputs, labels, batch_size = protocol.forward(model, batch, device, cfg)
+        _update(meter, _error_stats(outputs, labels, cfg), batch_size * du.get_world_size())
     stats = meter.log_epoch_stats(cur_epoch)
     meter.reset()
     return stats
 
 
-def _precise_bn(data_loader, model, cfg: CfgNode, device: torch.device) -> None:
+def _precise_bn(data_loader, model, cfg: CfgNode, device: torch.device, protocol) -> None:
     """Recompute BN population statistics on training batches (BN.USE_PRECISE_STATS)."""
     if not get_bn_modules(model):
         return
-
-    def _inputs():
-        for batch in data_loader:
-            yield inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
-
-    update_bn_stats(model, _inputs(), min(cfg.BN.NUM_BATCHES_PRECISE, len(data_loader)))
+    batches = (protocol.bn_inputs(batch, device, cfg) for batch in data_loader)
+    update_bn_stats(model, batches, min(cfg.BN.NUM_BATCHES_PRECISE, len(data_loader)))
 
 
 def build_train_model(cfg: CfgNode):
@@ -149,27 +140,34 @@ def train(cfg: CfgNode) -> None:
     logger.info("Training with config:\n%s", cfg.dump())
     model, optimizer, scaler, policy, device = build_train_model(cfg)
     start_epoch = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
-    train_loader = loader.construct_loader(cfg, cfg.DATA.TRAIN_SPLIT)
-    val_loader = loader.construct_loader(cfg, cfg.DATA.VAL_SPLIT) if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    protocol = get_protocol(cfg)
+    train_loader = protocol.loader(cfg, cfg.DATA.TRAIN_SPLIT)
+    val_loader = protocol.loader(cfg, cfg.DATA.VAL_SPLIT) if cfg.TRAIN.EVAL_PERIOD > 0 else None
     criterion = build_loss(cfg)
     train_meter = TrainMeter(_iters(train_loader, cfg), cfg)
     val_meter = ValMeter(len(val_loader), cfg) if val_loader is not None else None
     writer = TensorboardWriter(cfg)
     logger.info("Start epoch: %d", start_epoch + 1)
+    best_err = cu.best_val_error(cfg.OUTPUT_DIR)
     for cur_epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
         loader.shuffle_dataset(train_loader, cur_epoch)
         stats = train_epoch(train_loader, model, optimizer, scaler, criterion, train_meter, cur_epoch,
-                            cfg, policy, writer, device)
+                            cfg, policy, writer, device, protocol)
         writer.add_scalars({"Train/epoch_loss": stats.get("loss"), "Train/epoch_top1_err": stats.get("top1_err")},
                            cur_epoch)
         if cfg.BN.USE_PRECISE_STATS:
-            _precise_bn(train_loader, model, cfg, device)
+            _precise_bn(train_loader, model, cfg, device, protocol)
         if cu.is_checkpoint_epoch(cfg, cur_epoch):
             cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg, scaler)
         if val_loader is not None and ((cur_epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0
                                        or cur_epoch + 1 == cfg.SOLVER.MAX_EPOCH):
-            val_stats = eval_epoch(val_loader, model, val_meter, cur_epoch, cfg, device)
+            val_stats = eval_epoch(val_loader, model, val_meter, cur_epoch, cfg, device, protocol)
             writer.add_scalars({"Val/top1_err": val_stats.get("top1_err")}, cur_epoch)
+            if val_stats.get("top1_err") is not None and val_stats["top1_err"] < best_err:
+                best_err = val_stats["top1_err"]
+                cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg, scaler,
+                                   path=os.path.join(cu.get_checkpoint_dir(cfg.OUTPUT_DIR), cu.BEST_CHECKPOINT),
+                                   extra={"val_top1_err": best_err})
     writer.close()
     du.synchronize()
 

@@ -65,6 +65,14 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def best_val_error(path_to_job: str) -> float:
+    """Validation top-1 error stored in the job's best checkpoint (inf when there is none)."""
+    path = os.path.join(get_checkpoint_dir(path_to_job), BEST_CHECKPOINT)
+    if not os.path.isfile(path):
+        return float("inf")
+    return float(torch.load(path, map_location="cpu", weights_only=False).get("val_top1_err", float("inf")))
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
     """`torch.save` to a temporary file in the same folder, then rename over `path`."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
