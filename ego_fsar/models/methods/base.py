@@ -33,9 +33,16 @@ class FlatBackboneModel(nn.Module):
 
 
 def _strip_backbone_prefix(module: FlatBackboneModel, state_dict: Dict[str, torch.Tensor], prefix: str, _meta) -> None:
+    """Drop the `backbone.` prefix and put backbone keys first (PySlowFast's key order)."""
     full = prefix + _PREFIX
-    for key in [k for k in state_dict if k.startswith(full)]:
-        state_dict[prefix + key[len(full):]] = state_dict.pop(key)
+    ours = [k for k in state_dict if k.startswith(prefix)]
+    entries = [(k, state_dict.pop(k)) for k in ours]
+    for key, value in entries:
+        if key.startswith(full):
+            state_dict[prefix + key[len(full):]] = value
+    for key, value in entries:
+        if not key.startswith(full):
+            state_dict[key] = value
 
 
 def _add_backbone_prefix(module: FlatBackboneModel, state_dict, prefix, *_args) -> None:

@@ -1,10 +1,9 @@
 """Few-shot model: a backbone plus a few-shot head (`HEAD.NAME`), for episodic training and testing."""
-from typing import Dict, List, Optional
+from typing import Dict
 
 import torch
 
 from ..build import MODEL_REGISTRY, build_backbone, build_head
-from ..outputs import BackboneOutput
 from .base import FlatBackboneModel
 
 
@@ -26,13 +25,9 @@ class FewShot(FlatBackboneModel):
 
     def forward(self, episode: Dict) -> Dict[str, torch.Tensor]:
         """episode: `support`/`query` pathway lists [N*K,C,T,H,W]/[N*Q,C,T,H,W], `support_labels`
-        [N*K] in 0..N-1, `n_way`, optional `class_names`. Returns the head's dict (`logits` [N*Q, N])."""
+        [N*K] in 0..N-1, `n_way`, optional `class_names` and `query_labels` (heads with query-side
+        auxiliary losses use them at training). Returns the head's dict (`logits` [N*Q, N])."""
         support = self.backbone(episode["support"])
         query = self.backbone(episode["query"])
-        return self.classify(support, episode["support_labels"], query, episode["n_way"],
-                             episode.get("class_names"))
-
-    def classify(self, support: BackboneOutput, support_labels: torch.Tensor, query: BackboneOutput,
-                 n_way: int, class_names: Optional[List[str]] = None) -> Dict[str, torch.Tensor]:
-        """Run the head on backbone outputs (e.g. from a feature cache)."""
-        return self.head(support, support_labels, query, n_way, class_text=class_names)
+        return self.head(support, episode["support_labels"], query, episode["n_way"],
+                         class_text=episode.get("class_names"), query_labels=episode.get("query_labels"))

@@ -1,5 +1,5 @@
 """Synthetic few-shot episodes and a short meta-training run shared by the head tests."""
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 import torch
@@ -74,10 +74,13 @@ def _mean_first_last(losses: List[float], k: int = 10) -> Tuple[float, float]:
 
 
 @pytest.fixture
-def loss_falls() -> Callable[..., Tuple[float, float]]:
+def loss_falls() -> Iterator[Callable[..., Tuple[float, float]]]:
     """`loss_falls(head, d, **kw)` -> (mean first, mean last) losses of a short meta-training."""
 
     def run(head, d, **kw):
         return _mean_first_last(_meta_train(head, d, **kw))
 
-    return run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only contend for the shared cores
+    yield run
+    torch.set_num_threads(threads)

@@ -1,0 +1,103 @@
+"""Normalization layers of the video ResNets, chosen by `BN.NORM_TYPE` (PySlowFast's `get_norm`).
+
+`get_norm(cfg)` returns a factory `norm(num_features) -> nn.Module` with PySlowFast's fixed
+eps 1e-5 and momentum 0.1. Every choice keeps BatchNorm's state-dict names (`weight`, `bias`,
+`running_mean`, `running_var`, `num_batches_tracked`), except `sub_batchnorm`, which has
+PySlowFast's `weight`, `bias`, `bn.*`, `split_bn.*`.
+"""
+from functools import lru_cache, partial
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+
+NormFactory = Callable[[int], nn.Module]
+
+
+class SubBatchNorm3d(nn.Module):
+    """BN whose training statistics are computed on `num_splits` sub-batches separately.
+
+    Training: sample i of [B, C, T, H, W] is normalised with the statistics of split i % num_splits
+    (`split_bn`). Switching to eval mode aggregates the splits' running statistics into `bn`,
+    which normalises at test time. One affine `weight`/`bias` is shared by both.
+    """
+
+    def __init__(self, num_features: int, num_splits: int, eps: float = BN_EPS, momentum: float = BN_MOMENTUM):
+        super().__init__()
+        self.num_splits = num_splits
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.bn = nn.BatchNorm3d(num_features, eps=eps, momentum=momentum, affine=False)
+        self.split_bn = nn.BatchNorm3d(num_features * num_splits, eps=eps, momentum=momentum, affine=False)
+
+    def train(self, mode: bool = True) -> "SubBatchNorm3d":
+        if self.training and not mode:
+            self.aggregate_stats()
+        return super().train(mode)
+
+    @torch.no_grad()
+    def aggregate_stats(self) -> None:
+        """Set `bn`'s running mean/var to those of the union of the splits."""
+        means = self.split_bn.running_mean.view(self.num_splits, -1)
+        variances = self.split_bn.running_var.view(self.num_splits, -1)
+        mean = means.mean(0)
+        self.bn.running_mean.copy_(mean)
+        self.bn.running_var.copy_(variances.mean(0) + (means - mean).pow(2).mean(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            n, c = x.shape[:2]
+            if n % self.num_splits:
+                raise ValueError(f"BN.NUM_SPLITS ({self.num_splits}) must divide the per-process batch size ({n})")
+            x = self.split_bn(x.reshape(n // self.num_splits, c * self.num_splits, *x.shape[2:])).reshape(x.shape)
+        else:
+            x = self.bn(x)
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+
+# Modules whose `weight` is a per-channel norm scale (initialised to 1, or 0 for final norms).
+NORM_LAYERS = (nn.BatchNorm3d, nn.SyncBatchNorm, SubBatchNorm3d)
+
+
+@lru_cache(maxsize=None)
+def _sync_group(group_size: int) -> Optional["dist.ProcessGroup"]:
+    """This process's group of `group_size` consecutive ranks (None: all ranks)."""
+    world = dist.get_world_size()
+    if group_size >= world:
+        return None
+    if world % group_size:
+        raise ValueError(f"BN.NUM_SYNC_DEVICES ({group_size}) must divide the number of processes ({world})")
+    return dist.new_subgroups(group_size)[0]
+
+
+def _batchnorm(cfg) -> Callable[..., nn.Module]:
+    return nn.BatchNorm3d
+
+
+def _sub_batchnorm(cfg) -> Callable[..., nn.Module]:
+    return partial(SubBatchNorm3d, num_splits=cfg.BN.NUM_SPLITS)
+
+
+def _sync_batchnorm(cfg) -> Callable[..., nn.Module]:
+    """SyncBatchNorm over groups of BN.NUM_SYNC_DEVICES GPU processes (all of them with
+    BN.GLOBAL_SYNC); BatchNorm3d on CPU or in a single process, where there is nothing to sync."""
+    if cfg.NUM_GPUS == 0 or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return nn.BatchNorm3d
+    size = dist.get_world_size() if cfg.BN.GLOBAL_SYNC else cfg.BN.NUM_SYNC_DEVICES
+    return partial(nn.SyncBatchNorm, process_group=_sync_group(size))
+
+
+_NORM_TYPES = {"batchnorm": _batchnorm, "sub_batchnorm": _sub_batchnorm, "sync_batchnorm": _sync_batchnorm}
+
+
+def get_norm(cfg) -> NormFactory:
+    """The norm layer factory of `BN.NORM_TYPE`: `norm(num_features) -> nn.Module`."""
+    if cfg.BN.NORM_TYPE not in _NORM_TYPES:
+        raise ValueError(f"BN.NORM_TYPE {cfg.BN.NORM_TYPE!r} is not supported; expected one of {sorted(_NORM_TYPES)}")
+    layer = _NORM_TYPES[cfg.BN.NORM_TYPE](cfg)
+    return partial(layer, eps=BN_EPS, momentum=BN_MOMENTUM)

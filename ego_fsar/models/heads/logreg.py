@@ -1,0 +1,52 @@
+"""Support-set logistic regression, the evaluator of MM-CDFSL (Hatano et al., ECCV 2024)."""
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from ..build import HEAD_REGISTRY
+from ..outputs import as_backbone_output
+from .fewshot_utils import check_support_labels
+
+
+@HEAD_REGISTRY.register()
+class LogReg(nn.Module):
+    """Per episode, fit multinomial L-BFGS logistic regression (C = HEAD.LOGREG_C, at most
+    HEAD.LOGREG_MAX_ITER iterations, random_state 0) on the support `pooled` features [N*K, D]
+    (L2-normalised if HEAD.LOGREG_NORMALIZE), on CPU with scikit-learn.
+
+    `query` may be one BackboneOutput/tensor or a list of views of the same queries (MM-CDFSL's
+    masked views): class probabilities are averaged over views. Returns
+    {"logits": log of the (averaged) probabilities [N*Q, n_way]}, no gradient: an evaluation
+    head without parameters.
+    """
+
+    def __init__(self, cfg, in_dim: int):
+        super().__init__()
+        self.c = cfg.HEAD.LOGREG_C
+        self.max_iter = cfg.HEAD.LOGREG_MAX_ITER
+        self.normalize = cfg.HEAD.LOGREG_NORMALIZE
+
+    def _features(self, x) -> np.ndarray:
+        pooled = as_backbone_output(x).pooled
+        if pooled.requires_grad:
+            raise RuntimeError("LogReg head: features require grad; it is an evaluation head "
+                               "(HEAD.NAME 'LogReg') and cannot be meta-trained")
+        if self.normalize:
+            pooled = F.normalize(pooled, dim=-1)
+        return pooled.float().cpu().numpy()
+
+    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+                class_text: Optional[List[str]] = None,
+                query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        check_support_labels(support_labels, n_way)
+        views = query if isinstance(query, (list, tuple)) else [query]
+        clf = LogisticRegression(C=self.c, solver="lbfgs", max_iter=self.max_iter, random_state=0)
+        clf.fit(self._features(support), support_labels.cpu().numpy())
+        prob = np.mean([clf.predict_proba(self._features(v)) for v in views], axis=0)
+        ref = as_backbone_output(views[0]).pooled
+        logits = torch.from_numpy(prob).to(device=ref.device, dtype=torch.float32).clamp_min(1e-12).log()
+        return {"logits": logits}

@@ -1,0 +1,44 @@
+"""ProtoNet / TSN++ few-shot head on frame-averaged clip features."""
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ..build import HEAD_REGISTRY
+from ..outputs import as_backbone_output
+from .fewshot_utils import mean_cosine_to_classes, neg_sq_euclidean_to_prototypes
+
+_METRICS = {
+    "cosine": mean_cosine_to_classes,
+    "euclidean": neg_sq_euclidean_to_prototypes,
+}
+
+
+@HEAD_REGISTRY.register()
+class ProtoNet(nn.Module):
+    """Clip feature = mean of `frames` [N, T, D] -> [N, D].
+
+    HEAD.METRIC "cosine" (TSN++ of the OTAM/TRX/CLIP-FSAR code): cosine (reference eps 0.01) of
+    each query to each support, averaged over a class's shots, times a learnable scale
+    initialised to HEAD.INIT_SCALE. "euclidean" (ProtoNet): −‖q − p_c‖² to the class mean p_c.
+    Output: {"logits": [N*Q, n_way]}.
+    """
+
+    def __init__(self, cfg, in_dim: int):
+        super().__init__()
+        if cfg.HEAD.METRIC not in _METRICS:
+            raise ValueError(f"HEAD.METRIC: expected one of {sorted(_METRICS)} for ProtoNet, "
+                             f"got {cfg.HEAD.METRIC!r}")
+        self.metric = _METRICS[cfg.HEAD.METRIC]
+        self.logit_scale = (nn.Parameter(torch.tensor(float(cfg.HEAD.INIT_SCALE)))
+                            if cfg.HEAD.METRIC == "cosine" else None)
+
+    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+                class_text: Optional[List[str]] = None,
+                query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        s = as_backbone_output(support).frames.mean(1)
+        q = as_backbone_output(query).frames.mean(1)
+        logits = self.metric(q, s, support_labels, n_way)
+        if self.logit_scale is not None:
+            logits = self.logit_scale * logits
+        return {"logits": logits}
