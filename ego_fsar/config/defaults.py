@@ -47,7 +47,8 @@ _C.TRAIN.CHECKPOINT_PERIOD = 10
 _C.TRAIN.AUTO_RESUME = True
 # Checkpoint to initialise training from (used when there is nothing to auto-resume).
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
-# Checkpoint format: "pytorch" (PySlowFast .pyth, VideoMAE .pth, ...) or "caffe2" (.pkl).
+# Checkpoint format: "pytorch" (PySlowFast .pyth, VideoMAE .pth, ...; OpenAI CLIP and torchvision
+# ResNet state dicts are recognised by their keys), "caffe2" (.pkl), "clip" or "torchvision".
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
 # Inflate 2D (ImageNet) convolution weights to 3D when loading.
 _C.TRAIN.CHECKPOINT_INFLATE = False
@@ -67,8 +68,9 @@ _C.TRAIN.MIXED_PRECISION = False
 _C.TRAIN.GRAD_ACCUM_STEPS = 1
 # Stop after this many iterations per epoch (0: the whole loader). Useful for smoke runs.
 _C.TRAIN.MAX_ITERS_PER_EPOCH = 0
-# Use the channels-last 3D memory format for 5D activations (faster on CPU and tensor cores).
-_C.TRAIN.CHANNELS_LAST = True
+# Use the channels-last 3D memory format for 5D activations (faster with CUDA tensor cores and
+# AVX-512 CPUs, slower on CPUs without them: see tools/benchmark.py train).
+_C.TRAIN.CHANNELS_LAST = False
 
 # ---------------------------------------------------------------------------- #
 # Mixed precision options
@@ -289,6 +291,8 @@ _C.FEW_SHOT.SHOT = 5
 _C.FEW_SHOT.QUERY = 5
 # Episodes per training epoch (TRAIN.PROTOCOL "episodic").
 _C.FEW_SHOT.TRAIN_EPISODES = 1000
+# Fixed validation episodes per evaluation in episodic training (checkpoint selection on DATA.VAL_SPLIT).
+_C.FEW_SHOT.VAL_EPISODES = 200
 # Episodes in the episodic test.
 _C.FEW_SHOT.TEST_EPISODES = 600
 # Episodes per optimizer step in episodic training (gradient accumulation).
@@ -359,6 +363,8 @@ _C.DATA.EPIC_LABEL = "verb"
 _C.DATA.FRAME_TEMPLATE = "frame_{:010d}.jpg"
 # Multi-view test clip positions: spread over the whole video, centred for one view (PySlowFast).
 _C.DATA.USE_OFFSET_SAMPLING = False
+# Extension of videos that list files name by id only (SSv2 few-shot splits: ".webm" as released).
+_C.DATA.VIDEO_EXT = ".webm"
 
 # ---------------------------------------------------------------------------- #
 # Optimizer options

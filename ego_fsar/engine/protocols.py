@@ -29,8 +29,47 @@ class SupervisedProtocol:
     def bn_inputs(batch: Dict, device: torch.device, cfg: CfgNode):
         return inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
 
+    @staticmethod
+    def accum_steps(cfg: CfgNode) -> int:
+        return max(1, cfg.TRAIN.GRAD_ACCUM_STEPS)
 
-PROTOCOLS = {"supervised": SupervisedProtocol}
+
+class EpisodicProtocol:
+    """Episodes (`FEW_SHOT.WAY/SHOT/QUERY`) -> `model(episode)` -> logits over the episode's classes,
+    scored against the query labels. `FEW_SHOT.TRAIN_EPISODES` per epoch (new ones every epoch),
+    `FEW_SHOT.VAL_EPISODES` fixed validation episodes, `FEW_SHOT.TASKS_PER_BATCH` episodes per step."""
+
+    @staticmethod
+    def loader(cfg: CfgNode, split: str):
+        num = cfg.FEW_SHOT.TRAIN_EPISODES if split == cfg.DATA.TRAIN_SPLIT else cfg.FEW_SHOT.VAL_EPISODES
+        return loader.construct_episode_loader(cfg, split, num_episodes=num)
+
+    @staticmethod
+    def episode_to(batch: Dict, device: torch.device, cfg: CfgNode) -> Dict:
+        return {
+            "support": inputs_to(batch["support"], device, cfg.TRAIN.CHANNELS_LAST),
+            "query": inputs_to(batch["query"], device, cfg.TRAIN.CHANNELS_LAST),
+            "support_labels": batch["support_labels"].to(device),
+            "query_labels": batch["query_labels"].to(device),
+            "n_way": len(batch["class_ids"]),
+            "class_names": batch["class_names"],
+        }
+
+    @classmethod
+    def forward(cls, model, batch: Dict, device: torch.device, cfg: CfgNode) -> Tuple[Dict, Any, int]:
+        episode = cls.episode_to(batch, device, cfg)
+        return model(episode), episode["query_labels"], episode["query_labels"].numel()
+
+    @classmethod
+    def bn_inputs(cls, batch: Dict, device: torch.device, cfg: CfgNode):
+        return cls.episode_to(batch, device, cfg)
+
+    @staticmethod
+    def accum_steps(cfg: CfgNode) -> int:
+        return max(1, cfg.FEW_SHOT.TASKS_PER_BATCH) * max(1, cfg.TRAIN.GRAD_ACCUM_STEPS)
+
+
+PROTOCOLS = {"supervised": SupervisedProtocol, "episodic": EpisodicProtocol}
 
 
 def get_protocol(cfg: CfgNode):

@@ -56,7 +56,7 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
     """One epoch of training. Raises FloatingPointError (naming epoch and iteration) on a NaN/Inf loss."""
     model.train()
     data_size = _iters(data_loader, cfg)
-    accum = max(1, cfg.TRAIN.GRAD_ACCUM_STEPS)
+    accum = protocol.accum_steps(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer.zero_grad(set_to_none=True)
     meter.iter_tic()
@@ -133,8 +133,9 @@ def build_train_model(cfg: CfgNode):
     return model, optimizer, scaler, policy, device
 
 
-def train(cfg: CfgNode) -> None:
-    """Train `MODEL.MODEL_NAME` on `TRAIN.DATASET` as configured (run by launch_job on every process)."""
+def train(cfg: CfgNode) -> torch.nn.Module:
+    """Train `MODEL.MODEL_NAME` on `TRAIN.DATASET` as configured (run by launch_job on every process);
+    returns this process's trained model (unwrapped from DDP)."""
     seed_everything(cfg.RNG_SEED + du.get_rank())
     setup_logging(cfg.OUTPUT_DIR)
     logger.info("Training with config:\n%s", cfg.dump())
@@ -170,6 +171,7 @@ def train(cfg: CfgNode) -> None:
                                    extra={"val_top1_err": best_err})
     writer.close()
     du.synchronize()
+    return du.unwrap(model)
 
 
 __all__ = ["train", "train_epoch", "eval_epoch", "build_train_model"]

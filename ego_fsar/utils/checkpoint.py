@@ -15,11 +15,12 @@ import torch
 from fvcore.common.config import CfgNode
 
 from . import distributed as du
+from .checkpoint_formats import convert_state_dict, position_grids
 from .logging import get_logger
 
 logger = get_logger(__name__)
 
-_CONTAINER_KEYS = ("model_state", "model", "module", "state_dict")
+_CONTAINER_KEYS = ("model_state", "model", "module", "state_dict", "state")
 _CHECKPOINT_RE = re.compile(r"checkpoint_epoch_(\d+)\.pyth$")
 BEST_CHECKPOINT = "checkpoint_best.pyth"
 
@@ -112,15 +113,21 @@ def read_checkpoint(path: str, checkpoint_type: str = "pytorch") -> Dict[str, An
         if checkpoint_type == "caffe2":
             with open(path, "rb") as f:
                 return pickle.load(f, encoding="latin1")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except RuntimeError as err:
+            if "TorchScript" not in str(err) and "jit" not in str(err):
+                raise
+            return torch.jit.load(path, map_location="cpu")
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
 
 
 def extract_state_dict(checkpoint: Dict[str, Any], path: str = "") -> Dict[str, Any]:
-    """The parameter dict inside a container (`model_state`, `model`, `module`, `state_dict`, caffe2
-    `blobs`, or a raw state dict), with DataParallel's `module.` prefix removed."""
-    state = checkpoint
+    """The parameter dict inside a container (`model_state`, `model`, `module`, `state_dict`, `state`
+    (TAMT), caffe2 `blobs`, a TorchScript module (OpenAI CLIP `.pt`), or a raw state dict), with
+    DataParallel's `module.` prefix removed."""
+    state = checkpoint.state_dict() if isinstance(checkpoint, torch.nn.Module) else checkpoint
     for key in _CONTAINER_KEYS + ("blobs",):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -170,8 +177,6 @@ def load_checkpoint(
     Returns the 0-based epoch stored in the checkpoint, or -1 when there is none (or epoch_reset).
     Missing, unexpected and mis-shaped keys are logged by name; `strict` raises on any of them.
     """
-    from .checkpoint_formats import convert_state_dict
-
     checkpoint = read_checkpoint(path, checkpoint_type)
     state = extract_state_dict(checkpoint, path)
     for pattern in clear_name_patterns:
@@ -179,7 +184,7 @@ def load_checkpoint(
     target = du.unwrap(model)
     model_state = target.state_dict()
     state = convert_state_dict(state, model_state, checkpoint_type=checkpoint_type, inflate=inflate,
-                               prefix_map=prefix_map)
+                               prefix_map=prefix_map, grids=position_grids(target))
     report = report_mismatch(model_state, state)
     if strict and any(report.values()):
         raise CheckpointError(f"{path} does not match the model: " + "; ".join(
