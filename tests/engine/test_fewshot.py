@@ -1,0 +1,149 @@
+"""Episodic engine on a tiny EgoToy: cache vs no cache, frozen episodes, distributed equality,
+episodic (meta-)training, and a falling loss for every trainable few-shot head."""
+import json
+import os
+
+import pytest
+import torch
+
+from ego_fsar.datasets import build_dataset
+from ego_fsar.datasets.episodes import EpisodeDataset, EpisodeSampler, episodes_for_cfg
+from ego_fsar.engine import trainer
+from ego_fsar.engine.fewshot_test import EPISODES_JSON, episodic_test, fewshot_parts, run_episodes
+from ego_fsar.engine.protocols import EpisodicProtocol
+from ego_fsar.models import build_model
+from ego_fsar.utils.env import seed_everything
+from ego_fsar.utils.launch import launch_job
+from tests.engine.test_train import tiny_train_cfg
+
+
+def fewshot_cfg(cfg, out_dir, head="ProtoNet"):
+    """FewShot model: tiny Slow backbone + `head`, 2-way 1-shot 2-query on the tiny EgoToy test split."""
+    cfg = tiny_train_cfg(cfg, out_dir)
+    cfg.MODEL.MODEL_NAME = "FewShot"
+    cfg.MODEL.BACKBONE = "ResNet"
+    cfg.HEAD.NAME = head
+    cfg.HEAD.METRIC = "euclidean"
+    cfg.TEST.PROTOCOL = "episodic"
+    return cfg
+
+
+def vit_fewshot_cfg(cfg, out_dir, head):
+    """FewShot model on a 3-block ViT returning all three token maps (EMP-Net, TAMT)."""
+    cfg = fewshot_cfg(cfg, out_dir, head)
+    cfg.MODEL.BACKBONE = "VideoViT"
+    cfg.MODEL.ARCH = "vit"
+    cfg.DATA.INPUT_CHANNEL_NUM = [3]
+    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [32, 32], 32, 32
+    cfg.VIT.EMBED_DIM, cfg.VIT.DEPTH, cfg.VIT.NUM_HEADS, cfg.VIT.PATCH_SIZE = 32, 3, 2, 8
+    cfg.VIT.HIDDEN_LAYERS = [0, 1, 2]
+    cfg.HEAD.TAMT_NUM_FRAMES, cfg.HEAD.TAMT_GROUPS, cfg.HEAD.TAMT_REDUCE_DIMS = 2, 2, [16, 8]
+    cfg.HEAD.OTAM_LAMBDA = 0.5
+    return cfg
+
+
+def _model_and_dataset(cfg):
+    seed_everything(0)
+    model = build_model(cfg)
+    dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT)
+    return model, dataset
+
+
+@pytest.mark.parametrize("head", ["ProtoNet", "OTAM"])
+def test_feature_cache_gives_identical_accuracy(cfg, tmp_path, head):
+    cfg = fewshot_cfg(cfg, tmp_path, head)
+    model, dataset = _model_and_dataset(cfg)
+    backbone, fs_head = fewshot_parts(model, cfg)
+    episodes = episodes_for_cfg(cfg, dataset.labels)
+    cfg.FEW_SHOT.USE_FEATURE_CACHE = True
+    cached = run_episodes(backbone, fs_head, dataset, episodes, cfg)
+    cfg.FEW_SHOT.USE_FEATURE_CACHE = False
+    direct = run_episodes(backbone, fs_head, dataset, episodes, cfg)
+    assert cached == direct and len(cached) == cfg.FEW_SHOT.TEST_EPISODES
+
+
+def test_frozen_episodes_shared_by_two_heads(cfg, tmp_path):
+    first = fewshot_cfg(cfg.clone(), tmp_path / "protonet")
+    first.FEW_SHOT.EPISODES_FILE = str(tmp_path / "episodes.json")
+    model, _ = _model_and_dataset(first)
+    episodic_test(first, model)
+    assert os.path.isfile(first.FEW_SHOT.EPISODES_FILE)
+    second = fewshot_cfg(cfg.clone(), tmp_path / "otam", "OTAM")
+    second.FEW_SHOT.EPISODES_FILE = first.FEW_SHOT.EPISODES_FILE
+    second.FEW_SHOT.SEED = 123  # ignored: the file decides
+    model, _ = _model_and_dataset(second)
+    episodic_test(second, model)
+    runs = [json.load(open(tmp_path / name / EPISODES_JSON)) for name in ("protonet", "otam")]
+    assert [e["class_ids"] for e in runs[0]["episodes"]] == [e["class_ids"] for e in runs[1]["episodes"]]
+
+
+def episodic_test_and_dump(cfg):
+    """Build the FewShot model (seeded) and run the episodic test; the master writes the summary."""
+    from ego_fsar.utils import distributed as du
+
+    seed_everything(0)
+    summary = episodic_test(cfg, build_model(cfg))
+    if du.is_master_proc():
+        json.dump(summary, open(os.path.join(cfg.OUTPUT_DIR, "summary.json"), "w"))
+
+
+def test_distributed_episodic_test_equals_single_process(cfg, tmp_path, monkeypatch):
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    single = fewshot_cfg(cfg.clone(), tmp_path / "single")
+    single.FEW_SHOT.TEST_EPISODES = 7
+    os.makedirs(single.OUTPUT_DIR)
+    episodic_test_and_dump(single)
+    double = single.clone()
+    double.OUTPUT_DIR = str(tmp_path / "double")
+    double.NUM_CPU_PROCS = 2
+    os.makedirs(double.OUTPUT_DIR)
+    launch_job(double, "tcp://127.0.0.1:29601", episodic_test_and_dump)
+    a, b = (json.load(open(tmp_path / d / "summary.json")) for d in ("single", "double"))
+    assert a == b
+    per_a, per_b = (json.load(open(tmp_path / d / EPISODES_JSON))["episodes"] for d in ("single", "double"))
+    assert per_a == per_b
+
+
+def test_episodic_training_writes_best_on_val(cfg, tmp_path):
+    cfg = fewshot_cfg(cfg, tmp_path)
+    cfg.HEAD.METRIC = "cosine"
+    cfg.TRAIN.PROTOCOL = "episodic"
+    cfg.DATA.VAL_SPLIT = "fewshot_val"
+    cfg.FEW_SHOT.TRAIN_EPISODES, cfg.FEW_SHOT.VAL_EPISODES = 3, 2
+    cfg.SOLVER.MAX_EPOCH = 2
+    trainer.train(cfg)
+    stats = [json.loads(line) for line in open(tmp_path / "json_stats.log")]
+    assert sum(s["_type"] == "train_iter" for s in stats) == 6
+    assert sum(s["_type"] == "val_epoch" for s in stats) == 2
+    assert os.path.isfile(tmp_path / "checkpoints" / "checkpoint_best.pyth")
+
+
+def _episode(cfg, split="train"):
+    dataset = build_dataset(cfg.TRAIN.DATASET, cfg, split)
+    sampler = EpisodeSampler(dataset.labels, cfg.FEW_SHOT.WAY, cfg.FEW_SHOT.SHOT, cfg.FEW_SHOT.QUERY, 0)
+    return EpisodeDataset(dataset, sampler, 1)[0]
+
+
+@pytest.mark.parametrize("head", ["ProtoNet", "OTAM", "TRX", "TAMT", "EMPNet"])
+def test_head_training_loss_falls_on_egotoy(cfg, tmp_path, head):
+    """Fit one EgoToy training episode: the episode loss must fall (backbone and head both learn)."""
+    cfg = (vit_fewshot_cfg if head in ("TAMT", "EMPNet") else fewshot_cfg)(cfg, tmp_path, head)
+    cfg.HEAD.METRIC = "cosine"
+    cfg.HEAD.TRX_DIM = 32
+    cfg.FEW_SHOT.WAY, cfg.FEW_SHOT.SHOT, cfg.FEW_SHOT.QUERY = 2, 2, 2
+    seed_everything(0)
+    model = build_model(cfg)
+    model.train()
+    batch = _episode(cfg)
+    criterion = trainer.build_loss(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        outputs, labels, _ = EpisodicProtocol.forward(model, batch, torch.device("cpu"), cfg)
+        loss, _ = criterion(outputs, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
