@@ -132,6 +132,8 @@ _C.RESNET.SPATIAL_STRIDES = [[1], [2], [2], [2]]
 _C.RESNET.SPATIAL_DILATIONS = [[1], [1], [1], [1]]
 # Stages ("s1".."s5") whose token maps are returned in BackboneOutput.hidden (empty: none).
 _C.RESNET.HIDDEN_STAGES = []
+# Average-pool every hidden token map to this many tokens per side (0: keep each stage's grid).
+_C.RESNET.HIDDEN_SPATIAL_SIZE = 0
 
 # ---------------------------------------------------------------------------- #
 # Non-local options

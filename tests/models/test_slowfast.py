@@ -101,6 +101,17 @@ def test_slowfast_output_shapes(size, tokens):
     assert [h.shape for h in out.hidden] == [(2, 8, tokens[0], (slow + fast) // 2), (2, 8, tokens[1], slow + fast)]
 
 
+def test_hidden_maps_pooled_to_a_shared_grid():
+    cfg = _tiny_cfg("slowfast", "RESNET.HIDDEN_STAGES", ["s3", "s4", "s5"], "RESNET.HIDDEN_SPATIAL_SIZE", 2)
+    pooled = build_backbone(cfg).eval()
+    out = pooled(_clip(cfg, 64))
+    assert [h.shape[:3] for h in out.hidden] == [(2, 8, 4)] * 3
+    # s5's grid is 2x2 at 64 px already: pooling leaves it as it is.
+    native = build_backbone(_tiny_cfg("slowfast", "RESNET.HIDDEN_STAGES", ["s5"])).eval()
+    native.load_state_dict(pooled.state_dict())
+    assert torch.allclose(native(_clip(cfg, 64)).hidden[0], out.hidden[2])
+
+
 def test_slowfast_frames_repeat_slow_pathway():
     cfg = _tiny_cfg("slowfast")
     backbone = build_backbone(cfg).eval()

@@ -69,7 +69,8 @@ class VideoResNet(nn.Module):
     forward(inputs: List[Tensor[B, C_p, T_p, H, W]], one per pathway) -> BackboneOutput:
     pooled [B, D]: per pathway global average over (T, H, W), concatenated;
     frames [B, T', D]: per pathway spatial average, aligned to the last pathway's length T';
-    hidden: token maps [B, T', H*W, C] of the stages in RESNET.HIDDEN_STAGES (aligned likewise).
+    hidden: token maps [B, T', H*W, C] of the stages in RESNET.HIDDEN_STAGES (aligned likewise;
+    pooled to RESNET.HIDDEN_SPATIAL_SIZE^2 tokens when set, so maps of several stages share a grid).
     """
 
     NUM_PATHWAYS = 1
@@ -78,6 +79,7 @@ class VideoResNet(nn.Module):
         super().__init__()
         self.arch = self._check_arch(cfg)
         self.hidden_stages = list(cfg.RESNET.HIDDEN_STAGES)
+        self.hidden_size = cfg.RESNET.HIDDEN_SPATIAL_SIZE
         unknown = [s for s in self.hidden_stages if s not in _STAGES]
         if unknown:
             raise ValueError(f"RESNET.HIDDEN_STAGES: unknown stages {unknown}; expected names from {list(_STAGES)}")
@@ -182,6 +184,8 @@ class VideoResNet(nn.Module):
             x = self._modules[stage](x)
             if stage in self.hidden_stages:
                 tokens = _align(x)
+                if self.hidden_size:
+                    tokens = F.adaptive_avg_pool3d(tokens, (tokens.shape[2], self.hidden_size, self.hidden_size))
                 hidden[stage] = tokens.flatten(3).permute(0, 2, 3, 1).contiguous()
             fuse = self._modules.get(f"{stage}_fuse")
             if fuse is not None:
