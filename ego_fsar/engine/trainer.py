@@ -11,7 +11,7 @@ from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 from ego_fsar.datasets import loader
 from ego_fsar.models import build_model
 from ego_fsar.models import optimizer as optim
-from ego_fsar.models.freeze import apply_freeze
+from ego_fsar.models.freeze import apply_freeze, freeze_norm_statistics
 from ego_fsar.models.losses import build_loss, is_finite_loss
 from ego_fsar.models.lr_policy import get_lr_at_epoch
 from ego_fsar.models.stats import log_model_info
@@ -55,6 +55,7 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
                 cfg: CfgNode, policy, writer: TensorboardWriter, device: torch.device, protocol) -> Dict:
     """One epoch of training. Raises FloatingPointError (naming epoch and iteration) on a NaN/Inf loss."""
     model.train()
+    freeze_norm_statistics(model)
     data_size = _iters(data_loader, cfg)
     accum = protocol.accum_steps(cfg)
     params = [p for p in model.parameters() if p.requires_grad]

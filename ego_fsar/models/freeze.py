@@ -49,3 +49,15 @@ def apply_freeze(model: nn.Module, cfg) -> Tuple[int, int]:
     logger.info("Trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}",
                 100.0 * trainable / max(total, 1))
     return trainable, total
+
+
+def freeze_norm_statistics(model: nn.Module) -> int:
+    """Put every normalisation layer whose parameters are all frozen into eval mode, so that its
+    running statistics stay as loaded (call after `model.train()`). Returns how many were set."""
+    count = 0
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._NormBase) and params and not any(p.requires_grad for p in params):
+            module.eval()
+            count += 1
+    return count

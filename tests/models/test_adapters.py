@@ -4,11 +4,12 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ego_fsar.config import get_cfg
 from ego_fsar.models import build_model
 from ego_fsar.models.backbones.adapters import TemporalAwareAdapter
-from ego_fsar.models.freeze import apply_freeze
+from ego_fsar.models.freeze import apply_freeze, freeze_norm_statistics
 
 TAMT_TRAINABLE = [r"\.tam\.", r"^fc_norm\.", r"^head\."]
 
@@ -121,3 +122,14 @@ def test_freeze_rejects_bad_patterns(key, patterns, message):
     setattr(cfg.MODEL, key, patterns)
     with pytest.raises(ValueError, match=f"MODEL.{key}.*{message}"):
         apply_freeze(build_model(cfg), cfg)
+
+
+def test_frozen_norm_layers_keep_their_statistics():
+    model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4), nn.Conv3d(4, 4, 1), nn.BatchNorm3d(4))
+    for p in model[1].parameters():
+        p.requires_grad_(False)
+    model.train()
+    assert freeze_norm_statistics(model) == 1
+    before = model[1].running_mean.clone()
+    model(torch.randn(2, 3, 2, 4, 4) + 5)
+    assert torch.equal(model[1].running_mean, before) and not model[1].training and model[3].training
