@@ -99,9 +99,13 @@ def eval_epoch(data_loader, model, meter: ValMeter, cur_epoch: int, cfg: CfgNode
                device: torch.device, protocol) -> Dict:
     """Top-1/top-5 error on the validation split (single view per clip, or val episodes)."""
     model.eval()
+    meter.iter_tic()
     for batch in progress(data_loader, f"val {cur_epoch + 1}"):
+        meter.data_toc()
         outputs, labels, batch_size = protocol.forward(model, batch, device, cfg)
+        meter.iter_toc()
         _update(meter, _error_stats(outputs, labels, cfg), batch_size * du.get_world_size())
+        meter.iter_tic()
     stats = meter.log_epoch_stats(cur_epoch)
     meter.reset()
     return stats

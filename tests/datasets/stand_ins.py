@@ -1,0 +1,40 @@
+"""Tiny stand-in frames and videos for the rows a test picks: frame n is a flat grey image of level
+`grey(n)`, so a test can tell from the decoded pixels which frames a dataset read."""
+import os
+from typing import Sequence
+
+import av
+import numpy as np
+from PIL import Image
+
+SIZE = (32, 24)  # width, height (decord needs a width that is a multiple of 32)
+_CODECS = {".mp4": "libx264", ".avi": "mpeg4", ".webm": "libvpx"}
+
+
+def grey(n: int) -> int:
+    """Grey level of frame number n (distinct for neighbouring frames, within 16..240)."""
+    return 16 + (n * 37) % 225
+
+
+def write_frame(path: str, n: int) -> None:
+    """Frame number n as a JPEG at `path`."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.new("RGB", SIZE, (grey(n),) * 3).save(path, quality=95)
+
+
+def write_video(path: str, numbers: Sequence[int], fps: int = 10) -> None:
+    """A video whose i-th frame is frame number numbers[i]; the codec follows the extension."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with av.open(path, "w") as container:
+        stream = container.add_stream(_CODECS[os.path.splitext(path)[1]], rate=fps)
+        stream.width, stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        for n in numbers:
+            image = np.full((SIZE[1], SIZE[0], 3), grey(n), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def greys_of(frames: np.ndarray) -> np.ndarray:
+    """The grey level at the centre of each decoded frame [T,H,W,C]."""
+    return frames[:, SIZE[1] // 2, SIZE[0] // 2, 0].astype(int)
