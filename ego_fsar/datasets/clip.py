@@ -1,0 +1,108 @@
+"""`ClipDataset`: the base of datasets whose items are clips cut from videos or frame folders.
+
+A subclass lists its clips and says, for clip i, where its frames are (`clip_source`), its label
+(`clip_label`) and extra meta data (`clip_meta`). The base class does the rest for every family:
+views, temporal sampling, decoding, spatial transforms, pathway packing and retries on bad data.
+
+Views (PySlowFast): the training split (`DATA.TRAIN_SPLIT`) yields one randomly sampled view per
+clip; the test split (`TEST.SPLIT`) yields `TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS` items
+per clip (item = clip * views + temporal * crops + spatial); any other split one centred view. An
+item's `index` is its clip index, and `meta` carries `clip_index`, `temporal_index`, `spatial_index`
+and `skipped` (failed samples this item replaced; see utils.load_with_retries).
+"""
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from fvcore.common.config import CfgNode
+from torch.utils.data import Dataset
+
+from .decoder import DECODER_REGISTRY
+from .sampling import sample_frame_indices
+from .transform import clip_transform
+from .utils import FailureTracker, load_with_retries, pack_pathway_output
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where a clip's frames are: `path` (video file or frame folder), its first frame `start`
+    (0-based position in the video), its length `num_frames`, and the video's `fps` (None: unknown)."""
+
+    path: str
+    start: int
+    num_frames: int
+    fps: Optional[float] = None
+
+
+class ClipDataset(Dataset, ABC):
+    """Base class; subclasses implement `labels`, `class_names`, `clip_source`, `clip_label`, `clip_meta`."""
+
+    def __init__(self, cfg: CfgNode, split: str):
+        self.cfg = cfg
+        self.split = split
+        self.training = split == cfg.DATA.TRAIN_SPLIT
+        multiview = not self.training and split == cfg.TEST.SPLIT
+        self.num_temporal_views = cfg.TEST.NUM_ENSEMBLE_VIEWS if multiview else 1
+        self.num_spatial_crops = cfg.TEST.NUM_SPATIAL_CROPS if multiview else 1
+        self.failures = FailureTracker(cfg.DATA_LOADER.MAX_FAILURES)
+        self.reader_class = DECODER_REGISTRY.get(cfg.DATA.DECODING_BACKEND)
+
+    labels: List[int]
+    class_names: List[str]
+
+    @abstractmethod
+    def clip_source(self, clip: int) -> ClipSource:
+        """Where clip `clip`'s frames are."""
+
+    @abstractmethod
+    def clip_label(self, clip: int):
+        """The training label of clip `clip` (int, or dict such as {"verb": v, "noun": n})."""
+
+    @abstractmethod
+    def clip_meta(self, clip: int) -> Dict:
+        """Strings and ints describing clip `clip` (video id, frame range, ...)."""
+
+    @property
+    def num_clips(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_views(self) -> int:
+        """Items per clip."""
+        return self.num_temporal_views * self.num_spatial_crops
+
+    def __len__(self) -> int:
+        return self.num_clips * self.num_views
+
+    def _view(self, view: int) -> tuple:
+        """(temporal, spatial) sampling indices of view `view` of a clip; (-1, -1) at training."""
+        if self.training:
+            return -1, -1
+        temporal, spatial = divmod(view, self.num_spatial_crops)
+        return temporal, spatial if self.num_spatial_crops > 1 else 1
+
+    def read_frames(self, clip: int, temporal: int) -> np.ndarray:
+        """Decoded uint8 frames [T,H,W,C] of temporal view `temporal` (-1: random) of `clip`."""
+        source = self.clip_source(clip)
+        offsets = sample_frame_indices(self.cfg, source.num_frames, temporal, self.num_temporal_views, source.fps)
+        return self.reader_class(source.path, self.cfg).read(source.start + offsets)
+
+    def load(self, index: int) -> Dict:
+        """Item `index` without retries (raises DecodeError on unreadable data)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        clip, view = divmod(index, self.num_views)
+        temporal, spatial = self._view(view)
+        frames = clip_transform(self.cfg, torch.from_numpy(self.read_frames(clip, temporal)), spatial)
+        meta = dict(self.clip_meta(clip), clip_index=clip, temporal_index=temporal, spatial_index=spatial)
+        return {"inputs": pack_pathway_output(self.cfg, frames), "label": self.clip_label(clip),
+                "index": clip, "meta": meta}
+
+    def _random_index(self) -> int:
+        return int(np.random.randint(len(self)))
+
+    def __getitem__(self, index: int) -> Dict:
+        substitute = self._random_index if self.training else None
+        return load_with_retries(self.load, index, self.failures, self.cfg.DATA_LOADER.MAX_RETRIES, substitute)

@@ -1,0 +1,206 @@
+"""EPIC-Kitchens-100 action segments (and any data set written in its layout, such as EgoToy).
+
+Annotations: `<DATA.PATH_TO_DATA_DIR>/EPIC_100_<split>.csv` (or `.pkl`, a pandas DataFrame), with
+split "val" read from `EPIC_100_validation`; class names from `EPIC_100_{verb,noun}_classes.csv` and
+frame rates from `EPIC_100_video_info.csv` when present. Frames: `<DATA.PATH_PREFIX>/P01/rgb_frames/
+P01_01/frame_0000000001.jpg` (backend "frames") or videos `<DATA.PATH_PREFIX>/P01/videos/P01_01.MP4`
+(decord / pyav); `start_frame`/`stop_frame` are 1-based and inclusive.
+
+Labels: `{"verb": v, "noun": n}` when MODEL.NUM_CLASSES is a list (two heads), else the class chosen
+by DATA.EPIC_LABEL, which is also what `labels` (for episode sampling) and `class_names` hold.
+"""
+import csv
+import os
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from fvcore.common.config import CfgNode
+
+from .build import DATASET_REGISTRY
+from .clip import ClipDataset, ClipSource
+
+EPIC_COLUMNS = (
+    "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
+    "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun", "noun_class", "all_nouns",
+    "all_noun_classes",
+)
+_REQUIRED = ("narration_id", "participant_id", "video_id", "start_frame", "stop_frame", "narration",
+             "verb", "verb_class", "noun", "noun_class")
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file; the message names the file and the line (or row)."""
+
+
+@dataclass(frozen=True)
+class EpicSegment:
+    """One annotated action segment; frames `start_frame..stop_frame` (1-based, inclusive)."""
+
+    narration_id: str
+    participant_id: str
+    video_id: str
+    start_frame: int
+    stop_frame: int
+    narration: str
+    verb: str
+    verb_class: int
+    noun: str
+    noun_class: int
+
+    @property
+    def num_frames(self) -> int:
+        return self.stop_frame - self.start_frame + 1
+
+
+def _segment(row: Dict, where: str) -> EpicSegment:
+    values = {}
+    for name in _REQUIRED:
+        value = row.get(name)
+        if value is None or str(value).strip() == "":
+            raise AnnotationError(f"{where}: missing value for column {name!r}")
+        values[name] = str(value).strip()
+    for name in ("start_frame", "stop_frame", "verb_class", "noun_class"):
+        try:
+            values[name] = int(values[name])
+        except ValueError:
+            raise AnnotationError(f"{where}: column {name!r} must be an integer, got {values[name]!r}") from None
+    segment = EpicSegment(**values)
+    if segment.start_frame < 1 or segment.stop_frame < segment.start_frame:
+        raise AnnotationError(f"{where}: expected 1 <= start_frame <= stop_frame, got "
+                              f"{segment.start_frame}..{segment.stop_frame}")
+    if segment.verb_class < 0 or segment.noun_class < 0:
+        raise AnnotationError(f"{where}: negative class id (verb {segment.verb_class}, noun {segment.noun_class})")
+    return segment
+
+
+def _check_columns(path: str, found: Optional[Iterable[str]], wanted: Iterable[str]) -> None:
+    found = set(found if found is not None else ())
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        raise AnnotationError(f"{path}: missing columns {missing} (found {sorted(found)})")
+
+
+def _csv_rows(path: str) -> Iterable[Tuple[str, Dict]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        _check_columns(path, reader.fieldnames, _REQUIRED)
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                raise AnnotationError(f"{path}, line {reader.line_num}: expected {len(reader.fieldnames)} fields")
+            yield f"{path}, line {reader.line_num}", row
+
+
+def _pkl_rows(path: str) -> Iterable[Tuple[str, Dict]]:
+    import pandas
+
+    frame = pandas.read_pickle(path)
+    if frame.index.name == "narration_id":
+        frame = frame.reset_index()
+    _check_columns(path, frame.columns, _REQUIRED)
+    for i, row in enumerate(frame.to_dict("records")):
+        yield f"{path}, row {i}", row
+
+
+def read_epic_annotations(path: str) -> List[EpicSegment]:
+    """Segments of an EPIC-100 annotation file (.csv, or .pkl as published), in file order."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    rows = _pkl_rows(path) if path.endswith(".pkl") else _csv_rows(path)
+    return [_segment(row, where) for where, row in rows]
+
+
+def read_class_names(path: str) -> List[str]:
+    """Class names by id from an `EPIC_100_{verb,noun}_classes.csv` file (columns id, key, ...)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        _check_columns(path, reader.fieldnames, ("id", "key"))
+        names = {}
+        for row in reader:
+            try:
+                names[int(row["id"])] = row["key"]
+            except (TypeError, ValueError):
+                raise AnnotationError(f"{path}, line {reader.line_num}: bad class id {row['id']!r}") from None
+    if sorted(names) != list(range(len(names))):
+        raise AnnotationError(f"{path}: class ids must be 0..{len(names) - 1}")
+    return [names[i] for i in range(len(names))]
+
+
+def read_video_fps(path: str) -> Dict[str, float]:
+    """Frame rate of each video from an `EPIC_100_video_info.csv` file (columns video_id, fps, ...)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        _check_columns(path, reader.fieldnames, ("video_id", "fps"))
+        return {row["video_id"]: float(row["fps"]) for row in reader}
+
+
+@DATASET_REGISTRY.register()
+class EpicKitchens(ClipDataset):
+    """EPIC-Kitchens-100 segments of `split` ("train", "val" = validation, or any file stem suffix)."""
+
+    ANNOTATION_PREFIX = "EPIC_100"
+    SPLIT_FILES = {"val": "validation"}
+    FRAMES_DIR = "rgb_frames"
+    VIDEOS_DIR = "videos"
+    VIDEO_EXT = ".MP4"
+
+    def __init__(self, cfg: CfgNode, split: str):
+        super().__init__(cfg, split)
+        if cfg.DATA.EPIC_LABEL not in ("verb", "noun"):
+            raise ValueError(f"DATA.EPIC_LABEL must be 'verb' or 'noun', got {cfg.DATA.EPIC_LABEL!r}")
+        self.annotation_dir, self.frames_root = self.data_paths(cfg)
+        path = self._annotation_file(split)
+        self.segments = read_epic_annotations(path)
+        if not self.segments:
+            raise ValueError(f"{path} has no segments")
+        self._key = cfg.DATA.EPIC_LABEL
+        self._two_heads = isinstance(cfg.MODEL.NUM_CLASSES, (list, tuple))
+        self.labels = [getattr(s, f"{self._key}_class") for s in self.segments]
+        self.class_names = self._class_names()
+        info = self._file("video_info.csv")
+        self._fps = read_video_fps(info) if os.path.isfile(info) else {}
+
+    @classmethod
+    def data_paths(cls, cfg: CfgNode) -> Tuple[str, str]:
+        """(annotation folder, root of the participant folders)."""
+        return cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.PATH_PREFIX
+
+    def _file(self, suffix: str) -> str:
+        return os.path.join(self.annotation_dir, f"{self.ANNOTATION_PREFIX}_{suffix}")
+
+    def _annotation_file(self, split: str) -> str:
+        stem = self._file(self.SPLIT_FILES.get(split, split))
+        for path in (stem + ".csv", stem + ".pkl"):
+            if os.path.isfile(path):
+                return path
+        raise FileNotFoundError(f"no annotations for split {split!r}: neither {stem}.csv nor {stem}.pkl exists "
+                                f"(DATA.PATH_TO_DATA_DIR is {self.annotation_dir!r})")
+
+    def _class_names(self) -> List[str]:
+        path = self._file(f"{self._key}_classes.csv")
+        if os.path.isfile(path):
+            names = read_class_names(path)
+            if max(self.labels) >= len(names):
+                raise AnnotationError(f"{path} has {len(names)} classes, but the annotations use "
+                                      f"{self._key}_class {max(self.labels)}")
+            return names
+        seen = {getattr(s, f"{self._key}_class"): getattr(s, self._key) for s in self.segments}
+        return [seen.get(i, str(i)) for i in range(max(self.labels) + 1)]
+
+    def clip_source(self, clip: int) -> ClipSource:
+        s = self.segments[clip]
+        if self.reader_class.FRAME_FOLDER:
+            path = os.path.join(self.frames_root, s.participant_id, self.FRAMES_DIR, s.video_id)
+        else:
+            path = os.path.join(self.frames_root, s.participant_id, self.VIDEOS_DIR, s.video_id + self.VIDEO_EXT)
+        return ClipSource(path, s.start_frame - 1, s.num_frames, self._fps.get(s.video_id))
+
+    def clip_label(self, clip: int):
+        s = self.segments[clip]
+        if self._two_heads:
+            return {"verb": s.verb_class, "noun": s.noun_class}
+        return self.labels[clip]
+
+    def clip_meta(self, clip: int) -> Dict:
+        s = self.segments[clip]
+        return {"narration_id": s.narration_id, "video_id": s.video_id, "start_frame": s.start_frame,
+                "stop_frame": s.stop_frame, "narration": s.narration}

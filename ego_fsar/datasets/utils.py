@@ -1,0 +1,115 @@
+"""Dataset helpers: named registries, `pack_pathway_output`, and retrying on unreadable samples.
+
+Bad data policy: a sample whose video or frame cannot be read (missing, truncated, zero-byte, wrong
+path) raises DecodeError inside `load`; `load_with_retries` logs a WARNING naming the path, records
+it in the dataset's FailureTracker and tries again, with a substitute index when one is allowed
+(training) or the same index otherwise (evaluation must not swap clips), up to
+`DATA_LOADER.MAX_RETRIES` times. The returned item is always the one that was loaded (its own
+`index` and label) and `meta["skipped"]` counts the failures it replaced, so summing that field
+over an epoch's batches gives the epoch's failures in every worker process. Once a process has seen
+more than `DATA_LOADER.MAX_FAILURES` failures (since the last `reset`), it raises with their paths.
+"""
+import logging
+from typing import Callable, Dict, List, Optional
+
+import torch
+from fvcore.common.config import CfgNode
+
+logger = logging.getLogger(__name__)
+
+
+class NamedRegistry:
+    """name -> class or function, filled with the `register(name)` decorator (fvcore's Registry keys
+    by `__name__`; config values such as "frames" or "dense" need their own names)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._objects: Dict[str, Callable] = {}
+
+    def register(self, name: str) -> Callable:
+        def deco(obj):
+            if name in self._objects:
+                raise KeyError(f"{self.what} {name!r} is already registered")
+            self._objects[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> Callable:
+        if name not in self._objects:
+            raise KeyError(f"{self.what} must be one of {sorted(self._objects)}, got {name!r}")
+        return self._objects[name]
+
+    def names(self) -> List[str]:
+        return sorted(self._objects)
+
+
+class DecodeError(RuntimeError):
+    """A video or frame could not be read; `path` names the file (or folder) at fault."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+class TooManyFailuresError(RuntimeError):
+    """More samples failed than DATA_LOADER.MAX_FAILURES allows; the message lists their paths."""
+
+
+class FailureTracker:
+    """Paths of the samples that failed in this process since the last `reset()`."""
+
+    def __init__(self, max_failures: int):
+        self.max_failures = max_failures
+        self.paths: List[str] = []
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def record(self, path: str) -> None:
+        self.paths.append(path)
+        if len(self.paths) > self.max_failures:
+            raise TooManyFailuresError(
+                f"{len(self.paths)} samples failed to load (DATA_LOADER.MAX_FAILURES is {self.max_failures}): "
+                + ", ".join(self.paths))
+
+    def reset(self) -> None:
+        self.paths = []
+
+
+def load_with_retries(load: Callable[[int], Dict], index: int, failures: FailureTracker, max_retries: int,
+                      substitute: Optional[Callable[[], int]] = None) -> Dict:
+    """`load(index)`, retried after a DecodeError up to `max_retries` times, with `substitute()` as the
+    next index when given (else the same index). Sets `meta["skipped"]` to the number of failures."""
+    failed = []
+    for _ in range(max_retries + 1):
+        try:
+            item = load(index)
+        except DecodeError as e:
+            logger.warning("skipping unreadable sample %d: %s", index, e)
+            failed.append(e.path)
+            failures.record(e.path)
+            index = substitute() if substitute is not None else index
+            continue
+        item["meta"]["skipped"] = len(failed)
+        return item
+    raise DecodeError(failed[-1], f"no readable sample after {max_retries + 1} attempts; failed: "
+                                  + ", ".join(dict.fromkeys(failed)))
+
+
+def pack_pathway_output(cfg: CfgNode, frames: torch.Tensor) -> List[torch.Tensor]:
+    """Split a clip [C,T,H,W] into the model's pathways: [frames] for single-pathway archs, [slow, fast]
+    for SlowFast (slow = T // SLOWFAST.ALPHA evenly spaced frames), as PySlowFast does."""
+    if cfg.DATA.REVERSE_INPUT_CHANNEL:
+        frames = frames[[2, 1, 0]]
+    if cfg.MODEL.ARCH in cfg.MODEL.SINGLE_PATHWAY_ARCH:
+        return [frames]
+    if cfg.MODEL.ARCH in cfg.MODEL.MULTI_PATHWAY_ARCH:
+        num_slow = frames.shape[1] // cfg.SLOWFAST.ALPHA
+        if num_slow < 1:
+            raise ValueError(f"DATA.NUM_FRAMES ({frames.shape[1]}) must be at least SLOWFAST.ALPHA "
+                             f"({cfg.SLOWFAST.ALPHA}) for MODEL.ARCH {cfg.MODEL.ARCH!r}")
+        slow = torch.index_select(frames, 1, torch.linspace(0, frames.shape[1] - 1, num_slow).long())
+        return [slow, frames]
+    raise ValueError(f"MODEL.ARCH {cfg.MODEL.ARCH!r} is in neither MODEL.SINGLE_PATHWAY_ARCH "
+                     f"{cfg.MODEL.SINGLE_PATHWAY_ARCH} nor MODEL.MULTI_PATHWAY_ARCH {cfg.MODEL.MULTI_PATHWAY_ARCH}")
