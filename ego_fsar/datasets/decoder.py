@@ -128,10 +128,13 @@ class PyAVReader:
 
     @property
     def num_frames(self) -> int:
-        """Frame count from the container (or its duration when the count is not stored)."""
+        """Frame count from the stream, else from the stream's or the container's duration (WebM and
+        Matroska store neither a count nor a stream duration)."""
         if self._stream.frames:
             return self._stream.frames
-        return int((self._stream.duration or 0) * self._time_base * self._rate)
+        if self._stream.duration:
+            return int(self._stream.duration * self._time_base * self._rate)
+        return int(Fraction(self._container.duration or 0, av.time_base) * self._rate)
 
     @property
     def fps(self) -> float:

@@ -53,8 +53,8 @@ class Episode:
 
 class EpisodeSampler:
     """Draws episode i of `way` classes, each with `shot` support and `query` query clips, from
-    `labels` (one label per clip). Classes with fewer than shot + query clips are left out, with one
-    warning naming them."""
+    `labels` (one label per clip). Unlabelled clips (label < 0, e.g. MM-CDFSL's `unlabel` lists) are
+    never drawn. Classes with fewer than shot + query clips are left out, with one warning naming them."""
 
     def __init__(self, labels: Sequence[int], way: int, shot: int, query: int, seed: int = 0):
         if min(way, shot, query) < 1:
@@ -62,7 +62,7 @@ class EpisodeSampler:
         self.way, self.shot, self.query, self.seed = way, shot, query, seed
         self.num_clips = len(labels)
         labels = np.asarray(labels)
-        classes = np.unique(labels)
+        classes = np.unique(labels[labels >= 0])
         self._clips: Dict[int, np.ndarray] = {int(c): np.flatnonzero(labels == c) for c in classes}
         too_small = [c for c, clips in self._clips.items() if len(clips) < shot + query]
         if too_small:

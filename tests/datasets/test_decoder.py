@@ -113,3 +113,24 @@ def test_frame_folder_errors_name_the_file(tmp_path):
         reader.read([8])
     with pytest.raises(DecodeError, match="does not exist"):
         _reader("frames", str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("ext, codec", [(".webm", "libvpx"), (".mkv", "libx264")])
+def test_pyav_counts_frames_of_containers_without_a_frame_count(tmp_path, ext, codec):
+    import av
+
+    path = str(tmp_path / f"clip{ext}")
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    reader = _reader("pyav", path)
+    assert reader.num_frames == 12
+    frames = reader.read([0, 11])
+    assert abs(int(frames[1].mean()) - 220) < 8 and int(frames[0].mean()) < 8

@@ -101,3 +101,11 @@ def test_split_for_rank_partitions_in_order():
     assert sorted(sum(parts, [])) == items
     with pytest.raises(ValueError, match="rank 3 is not in 0..2"):
         split_for_rank(items, 3, 3)
+
+
+def test_unlabelled_clips_are_never_drawn():
+    labels = [-1] * 10 + [0] * 3 + [1] * 3
+    sampler = EpisodeSampler(labels, 2, 1, 2, seed=0)
+    assert sorted(sampler.classes.tolist()) == [0, 1]
+    for episode in sampler.episodes(20):
+        assert all(labels[i] >= 0 for i in (*episode.support, *episode.query))
