@@ -33,6 +33,11 @@ class SupervisedProtocol:
     def accum_steps(cfg: CfgNode) -> int:
         return max(1, cfg.TRAIN.GRAD_ACCUM_STEPS)
 
+    @staticmethod
+    def skipped(batch: Dict) -> int:
+        """Unreadable samples that the batch's items replaced."""
+        return int(batch["meta"]["skipped"].sum())
+
 
 class EpisodicProtocol:
     """Episodes (`FEW_SHOT.WAY/SHOT/QUERY`) -> `model(episode)` -> logits over the episode's classes,
@@ -67,6 +72,10 @@ class EpisodicProtocol:
     @staticmethod
     def accum_steps(cfg: CfgNode) -> int:
         return max(1, cfg.FEW_SHOT.TASKS_PER_BATCH) * max(1, cfg.TRAIN.GRAD_ACCUM_STEPS)
+
+    @staticmethod
+    def skipped(batch: Dict) -> int:
+        return int(batch["skipped"])
 
 
 PROTOCOLS = {"supervised": SupervisedProtocol, "episodic": EpisodicProtocol}

@@ -20,7 +20,7 @@ from ego_fsar.utils import distributed as du
 from ego_fsar.utils import metrics
 from ego_fsar.utils.amp import amp_policy, autocast, make_grad_scaler
 from ego_fsar.utils.env import device_for, seed_everything
-from ego_fsar.utils.logging import get_logger, setup_logging
+from ego_fsar.utils.logging import get_logger, log_json_stats, setup_logging
 from ego_fsar.utils.meters import TrainMeter, ValMeter
 from ego_fsar.utils.tensorboard import TensorboardWriter
 
@@ -60,6 +60,7 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
     accum = protocol.accum_steps(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer.zero_grad(set_to_none=True)
+    skipped = 0
     meter.iter_tic()
     for cur_iter, batch in enumerate(progress(data_loader, f"epoch {cur_epoch + 1}", data_size)):
         if cur_iter >= data_size:
@@ -67,6 +68,7 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
         lr = get_lr_at_epoch(cfg, cur_epoch + cur_iter / data_size)
         optim.set_lr(optimizer, lr)
         meter.data_toc()
+        skipped += protocol.skipped(batch)
         with autocast(policy):
             outputs, labels, batch_size = protocol.forward(model, batch, device, cfg)
             loss, _parts = criterion(outputs, labels)
@@ -91,7 +93,17 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
         meter.iter_tic()
     stats = meter.log_epoch_stats(cur_epoch)
     meter.reset()
+    _report_skipped(skipped, cur_epoch)
     return stats
+
+
+def _report_skipped(skipped: int, cur_epoch: int) -> None:
+    """Log how many unreadable samples were replaced this epoch (summed over processes)."""
+    (total,) = du.all_reduce([torch.tensor(float(skipped))], average=False)
+    if total.item() > 0:
+        logger.warning("Epoch %d: %d unreadable samples were skipped and replaced (see the warnings "
+                       "above for their paths)", cur_epoch + 1, int(total.item()))
+        log_json_stats({"_type": "data_skipped", "epoch": cur_epoch + 1, "skipped": int(total.item())})
 
 
 @torch.no_grad()

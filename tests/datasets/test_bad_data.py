@@ -1,6 +1,7 @@
 """Unreadable frames: logged with their path, retried with another clip (training) or raised
 (evaluation), counted per item across worker processes, and fatal past DATA_LOADER.MAX_FAILURES."""
 import csv
+import json
 import logging
 import os
 import shutil
@@ -10,8 +11,9 @@ import pytest
 from ego_fsar.datasets import build_dataset, loader
 from ego_fsar.datasets.episodes import EpisodeDataset, EpisodeSampler
 from ego_fsar.datasets.utils import DecodeError, TooManyFailuresError
-
-from .conftest import egotoy_cfg, frame_path
+from ego_fsar.engine import trainer
+from tests.egotoy import egotoy_cfg, frame_path
+from tests.engine.test_train import tiny_train_cfg
 
 BAD = (2, 5)  # train clips whose first frame is broken below (4 frames at rate 2 of 8 always read it)
 
@@ -87,3 +89,16 @@ def test_episodes_replace_a_broken_clip_by_one_of_its_class(broken):
     out = EpisodeDataset(ds, sampler, index + 1)[index]
     assert out["index"] == index and out["skipped"] >= 1
     assert out["support"][0].shape[0] == 8 and out["class_ids"].tolist() == episode.class_ids
+
+
+def test_training_epoch_reports_skipped_samples(broken, tmp_path):
+    cfg, paths = broken
+    cfg = tiny_train_cfg(cfg, tmp_path / "run")
+    cfg.SOLVER.MAX_EPOCH, cfg.TRAIN.EVAL_PERIOD = 1, 0
+    trainer.train(cfg)
+    with open(tmp_path / "run" / "json_stats.log") as f:
+        records = [json.loads(line) for line in f]
+    skipped = [r for r in records if r["_type"] == "data_skipped"]
+    assert len(skipped) == 1 and skipped[0]["skipped"] >= len(BAD)
+    log = open(tmp_path / "run" / "stdout.log").read()
+    assert all(p in log for p in paths)

@@ -13,7 +13,7 @@ from ego_fsar.datasets.egotoy import (FLOW_BOUND, KEYPOINTS, PRIMITIVES, SOURCE,
                                       class_pairs, make_egotoy, split_specs)
 from ego_fsar.datasets.epickitchens import EPIC_COLUMNS
 
-from .conftest import TINY, frame_path
+from tests.egotoy import TINY, frame_path
 
 
 def _digests(root):

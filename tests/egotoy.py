@@ -1,24 +1,14 @@
-"""A tiny EgoToy written once per session, and a config that reads it at test sizes."""
+"""The tiny EgoToy used across the tests: its size, a config that reads it, and frame paths."""
 import os
 
-import pytest
-import torch
 from fvcore.common.config import CfgNode
 
 from ego_fsar.config import get_cfg
-from ego_fsar.datasets.egotoy import make_egotoy
 
 # 2 source, 2 test and 1 few-shot val primitive pairs (4 + 4 + 2 classes) of 32x32 px, 8-frame clips,
 # with videos, flow and keypoints.
 TINY = dict(size=32, num_frames=8, source_pairs=2, test_pairs=2, fewshot_val_pairs=1, clips=(4, 2, 6, 3),
             clips_per_video=8, write_flow=True, write_pose=True)
-
-
-@pytest.fixture(scope="session")
-def egotoy_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("egotoy") / "egotoy")
-    make_egotoy(root, seed=0, **TINY)
-    return root
 
 
 def egotoy_cfg(root: str) -> CfgNode:
@@ -36,20 +26,6 @@ def egotoy_cfg(root: str) -> CfgNode:
     cfg.DATA_LOADER.NUM_WORKERS = 0
     cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = 4
     return cfg
-
-
-@pytest.fixture
-def cfg(egotoy_root) -> CfgNode:
-    return egotoy_cfg(egotoy_root)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: extra threads only contend for the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def frame_path(root: str, participant: str, video: str, frame: int) -> str:

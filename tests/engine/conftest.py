@@ -1,1 +1,0 @@
-from tests.datasets.conftest import cfg, egotoy_root, one_thread  # noqa: F401
