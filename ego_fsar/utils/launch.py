@@ -30,13 +30,10 @@ def _backend(cfg: CfgNode) -> str:
     return "gloo" if cfg.NUM_GPUS == 0 else cfg.DIST_BACKEND
 
 
-def _run(local_rank: int, num_proc: int, func: Callable, init_method: str, shard_id: int,
-         num_shards: int, cfg: CfgNode) -> None:
-    """Entry of one spawned process: join the process group, pick the device, run `func(cfg)`."""
-    world_size = num_proc * num_shards
-    rank = shard_id * num_proc + local_rank
-    dist.init_process_group(backend=_backend(cfg), init_method=init_method,
-                            world_size=world_size, rank=rank)
+def _run_in_group(func: Callable, cfg: CfgNode, local_rank: int, **group) -> None:
+    """Join the process group (`group`: init_process_group arguments), pick the device, run
+    `func(cfg=cfg)`, leave the group."""
+    dist.init_process_group(backend=_backend(cfg), **group)
     try:
         if cfg.NUM_GPUS > 0:
             torch.cuda.set_device(local_rank)
@@ -45,17 +42,17 @@ def _run(local_rank: int, num_proc: int, func: Callable, init_method: str, shard
         dist.destroy_process_group()
 
 
+def _run(local_rank: int, num_proc: int, func: Callable, init_method: str, shard_id: int,
+         num_shards: int, cfg: CfgNode) -> None:
+    """Entry of one spawned process."""
+    _run_in_group(func, cfg, local_rank, init_method=init_method, world_size=num_proc * num_shards,
+                  rank=shard_id * num_proc + local_rank)
+
+
 def launch_job(cfg: CfgNode, init_method: str, func: Callable, daemon: bool = False) -> None:
     """Run `func(cfg=cfg)` on every process of this job (see the module docstring)."""
     if in_torchrun():
-        local_rank = int(os.environ["LOCAL_RANK"])
-        dist.init_process_group(backend=_backend(cfg), init_method="env://")
-        try:
-            if cfg.NUM_GPUS > 0:
-                torch.cuda.set_device(local_rank)
-            func(cfg=cfg)
-        finally:
-            dist.destroy_process_group()
+        _run_in_group(func, cfg, int(os.environ["LOCAL_RANK"]), init_method="env://")
         return
     num_proc = procs_per_node(cfg)
     if num_proc * cfg.NUM_SHARDS > 1:
