@@ -346,8 +346,26 @@ _C.DATA.ENSEMBLE_METHOD = "sum"
 _C.DATA.INV_UNIFORM_SAMPLE = False
 # Swap RGB to BGR (PySlowFast option).
 _C.DATA.REVERSE_INPUT_CHANNEL = False
-# Modalities returned by datasets that have several: any of "rgb", "flow", "pose".
+# Modalities each item holds, read for the same frames: "rgb", "flow" (2 channels), "pose" (a heatmap
+# per joint). The first is the item's `inputs`; with several, `modalities` holds them all by name.
 _C.DATA.MODALITIES = ["rgb"]
+# Crop, scale and flip every modality of a clip alike (the box mapped proportionally onto each one's
+# resolution); False: each modality draws its own and pose takes the centre.
+_C.DATA.SAME_CROP_ACROSS_MODALITIES = True
+# Flow JPEGs code [-FLOW_BOUND, FLOW_BOUND] pixels as grey 128 +- 127.5 (dense_flow's TV-L1 default; EgoToy).
+_C.DATA.FLOW_BOUND = 20.0
+# Per-channel (x, y) mean of optical flow in pixels (MM-CDFSL's flow statistics).
+_C.DATA.FLOW_MEAN = [0.0507, 0.4671]
+# Per-channel (x, y) std of optical flow in pixels (MM-CDFSL's flow statistics).
+_C.DATA.FLOW_STD = [10.9280, 8.6857]
+# Side of the pose heatmaps (MM-CDFSL: 56).
+_C.DATA.POSE_SIZE = 56
+# Std, in heatmap pixels, of the Gaussian drawn at each keypoint of pose given as keypoints.
+_C.DATA.POSE_SIGMA = 2.0
+# Mean subtracted from every pose heatmap (MM-CDFSL: 0.3).
+_C.DATA.POSE_MEAN = 0.3
+# Std dividing every pose heatmap (MM-CDFSL: 0.3).
+_C.DATA.POSE_STD = 0.3
 # Colour jitter strength at training time (brightness/contrast/saturation), 0 disables.
 _C.DATA.COLOR_JITTER = 0.0
 # Frame rate that SAMPLING_RATE refers to: a dense clip spans NUM_FRAMES * SAMPLING_RATE * fps /

@@ -31,7 +31,6 @@ from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
 from .decoder import FrameFolderReader
 from .epickitchens import AnnotationError
-from .sampling import sample_frame_indices
 from .video_list import read_list_lines
 
 _HEADERS = ("original_vido_id", "original_video_id")
@@ -145,11 +144,9 @@ class Charades(ClipDataset):
         video = self.videos[clip]
         return ClipSource(os.path.dirname(video.frames[0]), 0, len(video.frames))
 
-    def read_frames(self, clip: int, temporal: int) -> np.ndarray:
-        """DATA.TEMPORAL_SAMPLING frames of the video's frame files."""
-        video = self.videos[clip]
-        indices = sample_frame_indices(self.cfg, len(video.frames), temporal, self.num_temporal_views)
-        return FrameListReader(video.frames).read(indices)
+    def read_rgb(self, clip: int, indices: np.ndarray) -> np.ndarray:
+        """The video's frame files at positions `indices`."""
+        return FrameListReader(self.videos[clip].frames).read(indices)
 
     def clip_label(self, clip: int) -> torch.Tensor:
         """Multi-hot float [NUM_CLASSES] of the video's labels."""

@@ -19,8 +19,11 @@ Class ids are global (source 0-23, test 24-35, fewshot_val 36-41): `verb_class` 
     P01/rgb_frames/P01_01/frame_0000000001.jpg     frames (1-based, 10 digits)
     P01/videos/P01_01.MP4                          the same frames as H.264 (`write_videos`)
     P01/flow_frames/P01_01/{u,v}/frame_0000000001.jpg   exact flow from frame i to i + 1 (`write_flow`;
-                                                   grey 128 + flow * 127.5 / FLOW_BOUND, EPIC's coding)
-    P01/pose/P01_01.json                           glyph keypoints per frame (`write_pose`)
+                                                   grey 128 + flow * 127.5 / FLOW_BOUND, EPIC's coding;
+                                                   one flow frame per RGB frame)
+    P01/pose/P01_01.json                           glyph keypoints per frame (`write_pose`): {"keypoints":
+                                                   names, "frame_size": [height, width], "frames":
+                                                   [frames][keypoints][x, y] in pixels}
     annotations/EgoToy_{train,val,test,fewshot_val}.csv   EPIC-100's 15 columns
     annotations/EgoToy_{verb,noun}_classes.csv, EgoToy_video_info.csv
 
@@ -42,6 +45,8 @@ from PIL import Image
 
 from .build import DATASET_REGISTRY
 from .epickitchens import EPIC_COLUMNS, EpicKitchens
+from .pose import Keypoints
+from .utils import DecodeError
 
 # Motion primitives: (dx, dy, turn, zoom) in units of 0.28 frame widths, 100 degrees clockwise and a
 # factor 1.6 in size, each scaled by a random amount in [0.8, 1.2] per clip.
@@ -343,7 +348,7 @@ def _write_video_files(root: str, participant: str, video_id: str, renders: List
         os.makedirs(os.path.join(root, participant, "pose"), exist_ok=True)
         points = np.concatenate([r.keypoints() for r in renders]).round(3).tolist()
         with open(os.path.join(root, participant, "pose", video_id + ".json"), "w") as f:
-            json.dump({"keypoints": KEYPOINTS, "frames": points}, f)
+            json.dump({"keypoints": KEYPOINTS, "frame_size": list(frames.shape[1:3]), "frames": points}, f)
     return len(frames)
 
 
@@ -409,10 +414,33 @@ def make_egotoy(root: str, seed: int = 0, size: int = 64, num_frames: int = 16, 
     return counts
 
 
+@dataclass(frozen=True)
+class KeypointFile:
+    """The keypoints of one EgoToy video (`P01/pose/P01_01.json`)."""
+
+    path: str
+
+    def read(self, indices: Sequence[int]) -> Keypoints:
+        """Keypoints of the video's frames `indices` (0-based)."""
+        try:
+            with open(self.path) as f:
+                record = json.load(f)
+            points = np.asarray(record["frames"], dtype=np.float32)
+            frame_size = tuple(record["frame_size"])
+        except (OSError, ValueError, KeyError) as e:
+            raise DecodeError(self.path, f"cannot read keypoints: {e!r}") from e
+        indices = np.asarray(indices, dtype=np.int64)
+        if points.ndim != 3 or points.shape[-1] != 2 or not 0 <= indices.min() <= indices.max() < len(points):
+            raise DecodeError(self.path, f"expected keypoints [frames,K,2] covering frames {indices.min()}.."
+                                         f"{indices.max()}, got shape {points.shape}")
+        return Keypoints(points[indices], frame_size)
+
+
 @DATASET_REGISTRY.register()
 class EgoToy(EpicKitchens):
     """EgoToy through the EPIC-Kitchens reader. DATA.PATH_PREFIX defaults to data/egotoy and
-    DATA.PATH_TO_DATA_DIR to its annotations folder; splits: train, val, test, fewshot_val."""
+    DATA.PATH_TO_DATA_DIR to its annotations folder; splits: train, val, test, fewshot_val. Optical
+    flow and pose (the glyph's KEYPOINTS) when written with `write_flow` / `write_pose`."""
 
     ANNOTATION_PREFIX = PREFIX
     SPLIT_FILES: Dict[str, str] = {}
@@ -431,3 +459,11 @@ class EgoToy(EpicKitchens):
             raise FileNotFoundError(f"EgoToy annotations not found in {annotations!r}: write the data set with "
                                     f"`python tools/make_egotoy.py --out {root}`")
         return annotations, root
+
+    def flow_stride(self, video_id: str) -> int:
+        """One flow frame per RGB frame."""
+        return 1
+
+    def pose_frames(self, clip: int) -> KeypointFile:
+        s = self.segments[clip]
+        return KeypointFile(os.path.join(self.frames_root, s.participant_id, "pose", s.video_id + ".json"))

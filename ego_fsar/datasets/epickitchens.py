@@ -4,7 +4,11 @@ Annotations: `<DATA.PATH_TO_DATA_DIR>/EPIC_100_<split>.csv` (or `.pkl`, a pandas
 split "val" read from `EPIC_100_validation`; class names from `EPIC_100_{verb,noun}_classes.csv` and
 frame rates from `EPIC_100_video_info.csv` when present. Frames: `<DATA.PATH_PREFIX>/P01/rgb_frames/
 P01_01/frame_0000000001.jpg` (backend "frames") or videos `<DATA.PATH_PREFIX>/P01/videos/P01_01.MP4`
-(decord / pyav); `start_frame`/`stop_frame` are 1-based and inclusive.
+(decord / pyav); `start_frame`/`stop_frame` are 1-based and inclusive. Optical flow (DATA.MODALITIES
+"flow"): `<DATA.PATH_PREFIX>/P01/flow_frames/P01_01/{u,v}/frame_0000000001.jpg`, extracted with a
+temporal stride of 2 for the 2018 videos (`P01_01`: RGB frame n is flow frame (n - 1) // 2 + 1, i.e.
+ceil(n / 2)) and of 1 for the 2020 ones (`P01_101`), as EPIC's C1 action recognition code maps them;
+an RGB frame past the last flow frame reads the last one (2020 videos have one flow frame less).
 
 Labels: `{"verb": v, "noun": n}` when MODEL.NUM_CLASSES is a list (two heads), else the class chosen
 by DATA.EPIC_LABEL, which is also what `labels` (for episode sampling) and `class_names` hold.
@@ -18,6 +22,7 @@ from fvcore.common.config import CfgNode
 
 from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
+from .frame_files import FlowJpegFrames
 
 EPIC_COLUMNS = (
     "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
@@ -140,6 +145,7 @@ class EpicKitchens(ClipDataset):
     ANNOTATION_PREFIX = "EPIC_100"
     SPLIT_FILES = {"val": "validation"}
     FRAMES_DIR = "rgb_frames"
+    FLOW_DIR = "flow_frames"
     VIDEOS_DIR = "videos"
     VIDEO_EXT = ".MP4"
 
@@ -193,6 +199,17 @@ class EpicKitchens(ClipDataset):
         else:
             path = os.path.join(self.frames_root, s.participant_id, self.VIDEOS_DIR, s.video_id + self.VIDEO_EXT)
         return ClipSource(path, s.start_frame - 1, s.num_frames, self._fps.get(s.video_id))
+
+    def flow_stride(self, video_id: str) -> int:
+        """RGB frames per flow frame of video `video_id`: 2 for the 2018 videos (two-digit number,
+        `P01_01`), 1 for the 2020 ones (`P01_101`)."""
+        return 2 if len(video_id.rsplit("_", 1)[-1]) == 2 else 1
+
+    def flow_frames(self, clip: int) -> FlowJpegFrames:
+        s = self.segments[clip]
+        return FlowJpegFrames(os.path.join(self.frames_root, s.participant_id, self.FLOW_DIR, s.video_id),
+                              self.cfg.DATA.FRAME_TEMPLATE, self.flow_stride(s.video_id), repeat_last=True,
+                              bound=self.cfg.DATA.FLOW_BOUND)
 
     def clip_label(self, clip: int):
         s = self.segments[clip]

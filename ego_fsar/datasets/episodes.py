@@ -159,7 +159,8 @@ def split_for_rank(items: Sequence, rank: int, world: int) -> list:
 class EpisodeDataset(Dataset):
     """Episodes `start + rank + world * j` (j < len) of `sampler`, decoded from `dataset` (one view per
     clip). Item: {"support": pathway list [N*K,C,T,H,W], "query": [N*Q,C,T,H,W], "support_labels",
-    "query_labels", "class_ids" (int64 tensors), "class_names", "index", "skipped"}. An unreadable clip is
+    "query_labels", "class_ids" (int64 tensors), "class_names", "index", "skipped"}, and with several
+    DATA.MODALITIES "support_modalities" / "query_modalities" ({name: pathway list}). An unreadable clip is
     replaced by another clip of the same class that is not in the episode. `set_epoch(e)` moves on to
     the next `num_episodes` episodes, so every epoch sees new ones."""
 
@@ -197,6 +198,8 @@ class EpisodeDataset(Dataset):
             clips, labels = getattr(episode, part), getattr(episode, f"{part}_labels")
             items = [self._load(i, spare[episode.class_ids[k]], episode) for i, k in zip(clips, labels)]
             out[part] = default_collate([it["inputs"] for it in items])
+            if "modalities" in items[0]:
+                out[f"{part}_modalities"] = default_collate([it["modalities"] for it in items])
             out[f"{part}_labels"] = torch.tensor(labels)
             out["skipped"] += sum(it["meta"]["skipped"] for it in items)
         return out

@@ -11,7 +11,12 @@ DATA.NUM_FRAMES frames `sampling_rate` apart from the start (MM-CDFSL's source_s
 target_sampling_rate), at every view; frames past the end of the video repeat its last frame.
 Frames are read from `<DATA.PATH_PREFIX>/<frames>/<frame file>` (PATH_PREFIX is the `Data/` root of
 MM-CDFSL's DATA_STRUCTURE.md; `frames`, the frame file names and the rates of each dataset are in
-CDFSL_FORMATS), whatever DATA.DECODING_BACKEND and DATA.FRAME_TEMPLATE say.
+CDFSL_FORMATS), whatever DATA.DECODING_BACKEND and DATA.FRAME_TEMPLATE say. Optical flow and hand
+pose (DATA.MODALITIES "flow", "pose") are per-frame `.npy` arrays with the RGB frame numbers, flow
+[H,W,2] and heatmaps [H,W,21], in the folders MM-CDFSL's datasets read (`flow`, `pose` of
+CDFSL_FORMATS; Ego4D: `optical_flow/<clip_uid>/npy/000001.npy`, `hand-pose/heatmap/<clip_uid>/
+000001.npy`, as its code reads them; its DATA_STRUCTURE.md draws `hand_pose/heatmap/<clip_uid>/npy`);
+missing ones past the end repeat the last one, as for RGB.
 
 Labels (`labels` and the item `label`): a single label key is the class id (MECCANO
 `action_id_internal`, WEAR `label_id_internal`, EPIC `action_idx`); Ego4D's class is the
@@ -32,17 +37,21 @@ from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
 from .decoder import FrameFolderReader
 from .epickitchens import AnnotationError
+from .frame_files import NpyFrames, repeat_last_frame
+from .pose import HeatmapFrames
 
 
 @dataclass(frozen=True)
 class CdfslFormat:
     """How one MM-CDFSL dataset's split files and frames are laid out: the annotation `folder`, each
-    clip's frame folder (`frames`, formatted with the record's fields), the frame file names, the
-    sampling rate, the record field holding the start frame, the label and class-name fields, and
-    videos to leave out."""
+    clip's RGB, flow and pose folders (`frames`, `flow`, `pose`, formatted with the record's fields),
+    the RGB frame file names (flow and pose: the same names ending in .npy), the sampling rate, the
+    record field holding the start frame, the label and class-name fields, and videos to leave out."""
 
     folder: str
     frames: str
+    flow: str
+    pose: str
     frame_template: str
     sampling_rate: int
     start_key: str
@@ -51,13 +60,20 @@ class CdfslFormat:
     excluded_videos: Tuple[str, ...] = ()
 
     def frame_keys(self) -> List[str]:
-        """Record fields that the frame folder pattern uses."""
-        return [part.split("}")[0] for part in self.frames.split("{")[1:]]
+        """Record fields that the folder patterns use."""
+        patterns = self.frames + self.flow + self.pose
+        return list(dict.fromkeys(part.split("}")[0] for part in patterns.split("{")[1:]))
+
+    @property
+    def npy_template(self) -> str:
+        """File names of the flow and pose arrays."""
+        return os.path.splitext(self.frame_template)[0] + ".npy"
 
 
 CDFSL_FORMATS = {
     "ego4d": CdfslFormat(
         folder="source/ego4d/annotations", frames="ego4d_data/v1/image_frame/{clip_uid}",
+        flow="ego4d_data/v1/optical_flow/{clip_uid}/npy", pose="ego4d_data/v1/hand-pose/heatmap/{clip_uid}",
         frame_template="{:06d}.jpg", sampling_rate=4, start_key="clip_frame",
         label_keys=("verb_label", "noun_label"), name_keys=("verb", "noun"),
         # The Ego4D videos MM-CDFSL's configs `delete` as invalid.
@@ -66,24 +82,31 @@ CDFSL_FORMATS = {
                          "8e914832-2dd1-44fd-81f8-1b7e2ccd2402")),
     "epic-55": CdfslFormat(
         folder="target/epic/annotations", frames="EPIC-KITCHENS-55/frames/rgb/train/{participant_id}/{video_id}",
+        flow="EPIC-KITCHENS-55/frames/flow/train/{participant_id}/{video_id}",
+        pose="EPIC-KITCHENS-55/frames/pose/train/{participant_id}/{video_id}",
         frame_template="frame_{:010d}.jpg", sampling_rate=8, start_key="start_frame", label_keys=("action_idx",)),
     "meccano": CdfslFormat(
-        folder="target/meccano/annotations", frames="MECCANO/RGB_frames/{video_id}", frame_template="{:05d}.jpg",
+        folder="target/meccano/annotations", frames="MECCANO/RGB_frames/{video_id}",
+        flow="MECCANO/flow_frames/{video_id}", pose="MECCANO/hand-pose/heatmap/{video_id}", frame_template="{:05d}.jpg",
         sampling_rate=1, start_key="start_frame", label_keys=("action_id_internal",), name_keys=("action_name",)),
     "wear": CdfslFormat(
-        folder="target/wear/annotations", frames="WEAR/RGB_frames/{video_id}", frame_template="{:06d}.jpg",
+        folder="target/wear/annotations", frames="WEAR/RGB_frames/{video_id}",
+        flow="WEAR/flow_frames/{video_id}", pose="WEAR/hand-pose/heatmap/{video_id}", frame_template="{:06d}.jpg",
         sampling_rate=8, start_key="start_frame", label_keys=("label_id_internal",), name_keys=("label",)),
 }
 
 
 @dataclass(frozen=True)
 class CdfslClip:
-    """One clip: its frame folder (relative to DATA.PATH_PREFIX), 1-based start frame and class (-1: none)."""
+    """One clip: its RGB frame folder (relative to DATA.PATH_PREFIX), 1-based start frame, class (-1:
+    none), video, and its flow and pose folders."""
 
     frames: str
     start_frame: int
     label: int
     video_id: str
+    flow: str
+    pose: str
 
 
 def _int_field(record: Dict, key: str, where: str) -> int:
@@ -135,8 +158,9 @@ def read_cdfsl_split(path: str, fmt: CdfslFormat) -> Tuple[List[CdfslClip], List
             if names.setdefault(label, name) != name:
                 raise AnnotationError(f"{where}: class {label} is named {name!r} here but {names[label]!r} before")
         start = _int_field(r, fmt.start_key, where)
-        frames = fmt.frames.format(**{k: _str_field(r, k, where) for k in fmt.frame_keys()})
-        clips.append(CdfslClip(frames, start, label if labelled else -1, video_id))
+        fields = {k: _str_field(r, k, where) for k in fmt.frame_keys()}
+        clips.append(CdfslClip(fmt.frames.format(**fields), start, label if labelled else -1, video_id,
+                               fmt.flow.format(**fields), fmt.pose.format(**fields)))
     class_names = [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
     return clips, class_names
 
@@ -179,20 +203,27 @@ class MMCDFSL(ClipDataset):
             self._video_lengths[reader.path] = reader.num_frames
         return self._video_lengths[reader.path]
 
-    def frame_indices(self, reader: FrameFolderReader, start_frame: int) -> np.ndarray:
-        """0-based indices of frames max(1, start_frame + rate * i), i < DATA.NUM_FRAMES (1-based, as
-        MM-CDFSL), those past the end of the video replaced by its last frame (the folder is listed
-        only when the last one is missing)."""
-        numbers = np.maximum(start_frame + self.format.sampling_rate * np.arange(self.cfg.DATA.NUM_FRAMES), 1)
-        indices = numbers - 1
-        if not os.path.isfile(reader.frame_path(int(indices[-1]))):
-            indices = np.minimum(indices, max(self._video_length(reader) - 1, 0))
-        return indices
+    def frame_indices(self, clip: int, temporal: int) -> np.ndarray:
+        """0-based positions of frames max(1, start_frame + rate * i), i < DATA.NUM_FRAMES (1-based, as
+        MM-CDFSL), the same at every temporal view."""
+        numbers = self.clips[clip].start_frame + self.format.sampling_rate * np.arange(self.cfg.DATA.NUM_FRAMES)
+        return np.maximum(numbers, 1) - 1
 
-    def read_frames(self, clip: int, temporal: int) -> np.ndarray:
-        """The clip's fixed frames (the same at every temporal view)."""
+    def read_rgb(self, clip: int, indices: np.ndarray) -> np.ndarray:
+        """Frames `indices`, those past the end of the video replaced by its last frame (the folder is
+        listed only when the last one is missing)."""
         reader = FrameFolderReader(self.clip_source(clip).path, self._frame_cfg)
-        return reader.read(self.frame_indices(reader, self.clips[clip].start_frame))
+        return reader.read(repeat_last_frame(indices, reader.frame_path, lambda: self._video_length(reader)))
+
+    def _npy_frames(self, folder: str, channels: int) -> NpyFrames:
+        return NpyFrames(os.path.join(self.cfg.DATA.PATH_PREFIX, folder), self.format.npy_template,
+                         repeat_last=True, channels=channels)
+
+    def flow_frames(self, clip: int) -> NpyFrames:
+        return self._npy_frames(self.clips[clip].flow, 2)
+
+    def pose_frames(self, clip: int) -> HeatmapFrames:
+        return HeatmapFrames(self._npy_frames(self.clips[clip].pose, 0))
 
     def clip_label(self, clip: int) -> int:
         return self.labels[clip]

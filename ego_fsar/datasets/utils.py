@@ -100,8 +100,6 @@ def load_with_retries(load: Callable[[int], Dict], index: int, failures: Failure
 def pack_pathway_output(cfg: CfgNode, frames: torch.Tensor) -> List[torch.Tensor]:
     """Split a clip [C,T,H,W] into the model's pathways: [frames] for single-pathway archs, [slow, fast]
     for SlowFast (slow = T // SLOWFAST.ALPHA evenly spaced frames), as PySlowFast does."""
-    if cfg.DATA.REVERSE_INPUT_CHANNEL:
-        frames = frames[[2, 1, 0]]
     if cfg.MODEL.ARCH in cfg.MODEL.SINGLE_PATHWAY_ARCH:
         return [frames]
     if cfg.MODEL.ARCH in cfg.MODEL.MULTI_PATHWAY_ARCH:

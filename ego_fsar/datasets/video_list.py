@@ -10,10 +10,10 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
+from fvcore.common.config import CfgNode
 
 from .clip import ClipDataset, ClipSource
 from .epickitchens import AnnotationError
-from .sampling import sample_frame_indices
 from .utils import DecodeError
 
 
@@ -60,6 +60,10 @@ class VideoListDataset(ClipDataset):
     names: List[str]
     videos: List[str]
 
+    def __init__(self, cfg: CfgNode, split: str):
+        super().__init__(cfg, split)
+        self._sources: Dict[int, ClipSource] = {}
+
     def video_path(self, clip: int) -> str:
         """The video file, or with a frame-folder backend the folder named like it without extension."""
         path = self.videos[clip]
@@ -72,15 +76,15 @@ class VideoListDataset(ClipDataset):
         return reader
 
     def clip_source(self, clip: int) -> ClipSource:
-        """The whole video (opens it: its length and frame rate are not in the list file)."""
-        reader = self._open(clip)
-        return ClipSource(self.video_path(clip), 0, reader.num_frames, reader.fps)
+        """The whole video (its length and frame rate are not in the list file: the video is opened
+        the first time and they are remembered)."""
+        if clip not in self._sources:
+            reader = self._open(clip)
+            self._sources[clip] = ClipSource(self.video_path(clip), 0, reader.num_frames, reader.fps)
+        return self._sources[clip]
 
-    def read_frames(self, clip: int, temporal: int) -> np.ndarray:
-        """As ClipDataset.read_frames, opening the video once for its length and its frames."""
-        reader = self._open(clip)
-        indices = sample_frame_indices(self.cfg, reader.num_frames, temporal, self.num_temporal_views, reader.fps)
-        return reader.read(indices)
+    def read_rgb(self, clip: int, indices: np.ndarray) -> np.ndarray:
+        return self._open(clip).read(indices)
 
     def clip_label(self, clip: int) -> int:
         return self.labels[clip]

@@ -27,14 +27,17 @@ def test_short_side_scale_keeps_aspect():
 
 
 def test_uniform_crop_positions():
+    assert [T.uniform_crop_position(10, 16, 10, i) for i in range(3)] == [(0, 0), (0, 3), (0, 6)]
+    # tall frames: crops move down the image
+    assert [T.uniform_crop_position(16, 10, 10, i) for i in range(3)] == [(0, 0), (3, 0), (6, 0)]
+    cfg = _cfg()
+    cfg.DATA.TEST_CROP_SIZE = 10
     x = torch.arange(10 * 16).float().view(1, 1, 10, 16)
-    assert T.uniform_crop(x, 10, 0)[0, 0, 0, 0] == 0
-    assert T.uniform_crop(x, 10, 1)[0, 0, 0, 0] == 3
-    assert T.uniform_crop(x, 10, 2)[0, 0, 0, 0] == 6
-    tall = x.transpose(2, 3)  # 16 x 10: crops move down the image
-    assert [T.uniform_crop(tall, 10, i)[0, 0, 0, 0].item() for i in range(3)] == [0, 3, 6]
+    assert [T.spatial_transform(x, T.sample_spatial_params(cfg, 10, 16, i))[0, 0, 0, 0].item()
+            for i in range(3)] == [0, 3, 6]
+    cfg.DATA.TRAIN_JITTER_SCALES = [8, 8]
     with pytest.raises(ValueError, match="cannot crop"):
-        T.uniform_crop(x, 12, 1)
+        T.sample_spatial_params(cfg, 10, 16, -1)
 
 
 @pytest.mark.parametrize("spatial_idx, size", [(-1, 32), (0, 40), (1, 40), (2, 40)])
@@ -58,10 +61,13 @@ def test_flip_and_crop_are_random_at_training_only():
     assert len(train) > 1 and len(test) == 1
 
 
-def test_normalize_in_unit_range():
+def test_normalize_in_unit_range_and_bgr():
     cfg = _cfg()
     clip = torch.full((2, 40, 40, 3), 255, dtype=torch.uint8)
     torch.testing.assert_close(T.clip_transform(cfg, clip, 1), torch.full((3, 2, 40, 40), 2.0))
+    cfg.DATA.REVERSE_INPUT_CHANNEL = True
+    rgb = torch.tensor([0, 51, 102], dtype=torch.uint8).expand(2, 40, 40, 3)
+    assert T.clip_transform(cfg, rgb, 1)[:, 0, 0, 0].tolist() == pytest.approx([-0.4, -1.2, -2.0])
 
 
 def test_color_jitter_is_one_change_for_the_clip():

@@ -20,9 +20,6 @@ def test_pack_pathway_output_slowfast_and_single():
     cfg.MODEL.ARCH = "slow"
     (only,) = pack_pathway_output(cfg, frames)
     assert only is frames
-    cfg.DATA.REVERSE_INPUT_CHANNEL = True
-    rgb = torch.arange(3).float().view(3, 1, 1, 1).expand(3, 2, 1, 1)
-    assert pack_pathway_output(cfg, rgb)[0][:, 0, 0, 0].tolist() == [2, 1, 0]
 
 
 def test_pack_pathway_output_errors():
