@@ -17,16 +17,15 @@ EPIC-55 [125, 352]), else the DATA.EPIC_LABEL class, which `labels` and `class_n
 of the unlabelled test sets have class -1 (TBN's convention). Class names from
 `EPIC_{verb,noun}_classes.csv` (columns {verb,noun}_id, class_key) when present, else the annotations.
 """
-import csv
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 from fvcore.common.config import CfgNode
 
 from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
-from .epickitchens import AnnotationError
+from .epickitchens import AnnotationError, read_annotation_table, read_class_names, read_video_fps
 
 _SEGMENT_COLUMNS = ("uid", "participant_id", "video_id", "start_frame", "stop_frame")
 _LABEL_COLUMNS = ("narration", "verb", "verb_class", "noun", "noun_class")
@@ -53,30 +52,6 @@ class Epic55Segment:
         return self.stop_frame - self.start_frame + 1
 
 
-def _csv_rows(path: str) -> Tuple[List[str], List[Tuple[str, Dict]]]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        rows = []
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise AnnotationError(f"{path}, line {reader.line_num}: expected {len(columns)} fields")
-            rows.append((f"{path}, line {reader.line_num}", row))
-    return columns, rows
-
-
-def _pkl_rows(path: str) -> Tuple[List[str], List[Tuple[str, Dict]]]:
-    import pandas
-
-    frame = pandas.read_pickle(path)
-    if not isinstance(frame, pandas.DataFrame):
-        raise AnnotationError(f"{path}: expected a pandas DataFrame, got {type(frame).__name__}")
-    if frame.index.name == "uid":
-        frame = frame.reset_index()
-    records = frame.to_dict("records")
-    return list(frame.columns), [(f"{path}, row {i} (uid {r.get('uid')})", r) for i, r in enumerate(records)]
-
-
 def _segment(row: Dict, labelled: bool, where: str) -> Epic55Segment:
     values = {}
     for name in _SEGMENT_COLUMNS + (_LABEL_COLUMNS if labelled else ()):
@@ -100,12 +75,7 @@ def _segment(row: Dict, labelled: bool, where: str) -> Epic55Segment:
 
 def read_epic55_annotations(path: str) -> List[Epic55Segment]:
     """Segments of an EPIC-55 annotation file (.pkl or .csv); labelled when it has the label columns."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file {path} does not exist")
-    columns, rows = _pkl_rows(path) if path.endswith(".pkl") else _csv_rows(path)
-    missing = [c for c in _SEGMENT_COLUMNS if c not in columns]
-    if missing:
-        raise AnnotationError(f"{path}: missing columns {missing} (found {sorted(columns)})")
+    columns, rows = read_annotation_table(path, _SEGMENT_COLUMNS, "uid")
     has_labels = [c for c in _LABEL_COLUMNS if c in columns]
     if has_labels and len(has_labels) != len(_LABEL_COLUMNS):
         raise AnnotationError(f"{path}: labelled files need all of {list(_LABEL_COLUMNS)}, found only {has_labels}")
@@ -113,32 +83,6 @@ def read_epic55_annotations(path: str) -> List[Epic55Segment]:
     if not segments:
         raise AnnotationError(f"{path} has no segments")
     return segments
-
-
-def read_epic55_class_names(path: str, id_column: str) -> List[str]:
-    """Class keys by id from `EPIC_verb_classes.csv` / `EPIC_noun_classes.csv`."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not {id_column, "class_key"} <= set(reader.fieldnames or ()):
-            raise AnnotationError(f"{path}: expected columns {id_column!r} and 'class_key', found {reader.fieldnames}")
-        names = {}
-        for row in reader:
-            try:
-                names[int(row[id_column])] = row["class_key"]
-            except (TypeError, ValueError):
-                raise AnnotationError(f"{path}, line {reader.line_num}: bad class id {row[id_column]!r}") from None
-    if sorted(names) != list(range(len(names))):
-        raise AnnotationError(f"{path}: class ids must be 0..{len(names) - 1}")
-    return [names[i] for i in range(len(names))]
-
-
-def read_epic55_fps(path: str) -> Dict[str, float]:
-    """Frame rate of each video from `EPIC_video_info.csv` (columns video, fps, ...)."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"video", "fps"} <= set(reader.fieldnames or ()):
-            raise AnnotationError(f"{path}: expected columns 'video' and 'fps', found {reader.fieldnames}")
-        return {row["video"]: float(row["fps"]) for row in reader}
 
 
 @DATASET_REGISTRY.register()
@@ -158,7 +102,7 @@ class Epic55(ClipDataset):
         self.labels = [getattr(s, f"{self._key}_class") for s in self.segments]
         self.class_names = self._class_names()
         info = os.path.join(self.annotation_dir, "EPIC_video_info.csv")
-        self._fps = read_epic55_fps(info) if os.path.isfile(info) else {}
+        self._fps = read_video_fps(info, "video") if os.path.isfile(info) else {}
 
     def _annotation_file(self, split: str) -> str:
         tried = []
@@ -175,7 +119,7 @@ class Epic55(ClipDataset):
         path = os.path.join(self.annotation_dir, f"EPIC_{self._key}_classes.csv")
         top = max(self.labels)
         if os.path.isfile(path):
-            names = read_epic55_class_names(path, f"{self._key}_id")
+            names = read_class_names(path, f"{self._key}_id", "class_key")
             if top >= len(names):
                 raise AnnotationError(f"{path} has {len(names)} classes, but the annotations use "
                                       f"{self._key}_class {top}")

@@ -85,57 +85,73 @@ def _check_columns(path: str, found: Optional[Iterable[str]], wanted: Iterable[s
         raise AnnotationError(f"{path}: missing columns {missing} (found {sorted(found)})")
 
 
-def _csv_rows(path: str) -> Iterable[Tuple[str, Dict]]:
+def _csv_rows(path: str, required: Iterable[str]) -> Tuple[List[str], List[Tuple[str, Dict]]]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        _check_columns(path, reader.fieldnames, _REQUIRED)
+        columns = list(reader.fieldnames or [])
+        _check_columns(path, columns, required)
+        rows = []
         for row in reader:
             if None in row or any(v is None for v in row.values()):
-                raise AnnotationError(f"{path}, line {reader.line_num}: expected {len(reader.fieldnames)} fields")
-            yield f"{path}, line {reader.line_num}", row
+                raise AnnotationError(f"{path}, line {reader.line_num}: expected {len(columns)} fields")
+            rows.append((f"{path}, line {reader.line_num}", row))
+    return columns, rows
 
 
-def _pkl_rows(path: str) -> Iterable[Tuple[str, Dict]]:
+def _pkl_rows(path: str, required: Iterable[str], index_name: str) -> Tuple[List[str], List[Tuple[str, Dict]]]:
     import pandas
 
     frame = pandas.read_pickle(path)
-    if frame.index.name == "narration_id":
+    if not isinstance(frame, pandas.DataFrame):
+        raise AnnotationError(f"{path}: expected a pandas DataFrame, got {type(frame).__name__}")
+    if frame.index.name == index_name:
         frame = frame.reset_index()
-    _check_columns(path, frame.columns, _REQUIRED)
-    for i, row in enumerate(frame.to_dict("records")):
-        yield f"{path}, row {i}", row
+    _check_columns(path, frame.columns, required)
+    return list(frame.columns), [(f"{path}, row {i} ({index_name} {r.get(index_name)})", r)
+                                 for i, r in enumerate(frame.to_dict("records"))]
+
+
+def read_annotation_table(path: str, required: Iterable[str], index_name: str) -> Tuple[List[str], List[Tuple[str, Dict]]]:
+    """(columns, [(where, row)]) of an EPIC annotation file: .csv, or a pandas .pkl as published
+    (whose index, when named `index_name`, becomes a column). The `required` columns must be there;
+    `where` names the file and the line (csv) or row (pkl)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    if path.endswith(".pkl"):
+        return _pkl_rows(path, required, index_name)
+    return _csv_rows(path, required)
 
 
 def read_epic_annotations(path: str) -> List[EpicSegment]:
     """Segments of an EPIC-100 annotation file (.csv, or .pkl as published), in file order."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file {path} does not exist")
-    rows = _pkl_rows(path) if path.endswith(".pkl") else _csv_rows(path)
+    _, rows = read_annotation_table(path, _REQUIRED, "narration_id")
     return [_segment(row, where) for where, row in rows]
 
 
-def read_class_names(path: str) -> List[str]:
-    """Class names by id from an `EPIC_100_{verb,noun}_classes.csv` file (columns id, key, ...)."""
+def read_class_names(path: str, id_column: str = "id", name_column: str = "key") -> List[str]:
+    """Class names by id from a class file: EPIC-100's `EPIC_100_{verb,noun}_classes.csv` (columns
+    id, key), or EPIC-55's `EPIC_{verb,noun}_classes.csv` (verb_id / noun_id, class_key)."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        _check_columns(path, reader.fieldnames, ("id", "key"))
+        _check_columns(path, reader.fieldnames, (id_column, name_column))
         names = {}
         for row in reader:
             try:
-                names[int(row["id"])] = row["key"]
+                names[int(row[id_column])] = row[name_column]
             except (TypeError, ValueError):
-                raise AnnotationError(f"{path}, line {reader.line_num}: bad class id {row['id']!r}") from None
+                raise AnnotationError(f"{path}, line {reader.line_num}: bad class id {row[id_column]!r}") from None
     if sorted(names) != list(range(len(names))):
         raise AnnotationError(f"{path}: class ids must be 0..{len(names) - 1}")
     return [names[i] for i in range(len(names))]
 
 
-def read_video_fps(path: str) -> Dict[str, float]:
-    """Frame rate of each video from an `EPIC_100_video_info.csv` file (columns video_id, fps, ...)."""
+def read_video_fps(path: str, video_column: str = "video_id") -> Dict[str, float]:
+    """Frame rate of each video from a video info file: EPIC-100's `EPIC_100_video_info.csv`
+    (columns video_id, fps, ...) or EPIC-55's `EPIC_video_info.csv` (video, fps, ...)."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        _check_columns(path, reader.fieldnames, ("video_id", "fps"))
-        return {row["video_id"]: float(row["fps"]) for row in reader}
+        _check_columns(path, reader.fieldnames, (video_column, "fps"))
+        return {row[video_column]: float(row["fps"]) for row in reader}
 
 
 @DATASET_REGISTRY.register()

@@ -1,6 +1,5 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ego_fsar.config import get_cfg
 from ego_fsar.models import BackboneOutput, build_head
