@@ -166,6 +166,9 @@ def train(cfg: CfgNode) -> torch.nn.Module:
     val_meter = ValMeter(len(val_loader), cfg) if val_loader is not None else None
     writer = TensorboardWriter(cfg)
     logger.info("Start epoch: %d", start_epoch + 1)
+    if start_epoch >= cfg.SOLVER.MAX_EPOCH:
+        logger.warning("Nothing to train: the checkpoint ends at epoch %d >= SOLVER.MAX_EPOCH %d (set "
+                       "TRAIN.CHECKPOINT_EPOCH_RESET True to fine-tune from it)", start_epoch, cfg.SOLVER.MAX_EPOCH)
     best_err = cu.best_val_error(cfg.OUTPUT_DIR)
     for cur_epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
         loader.shuffle_dataset(train_loader, cur_epoch)
