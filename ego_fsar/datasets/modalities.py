@@ -38,9 +38,9 @@ class Modality(ABC):
         """The modality's data for frames `indices` (0-based positions in the video) of clip `clip`."""
 
     @staticmethod
-    @abstractmethod
     def frame_size(data) -> Tuple[int, int]:
-        """(height, width) of the frames of `data`."""
+        """(height, width) of the frames of `data` (arrays [T,H,W,C]; other data override this)."""
+        return tuple(data.shape[1:3])
 
     @staticmethod
     @abstractmethod
@@ -60,10 +60,6 @@ class Rgb(Modality):
         return dataset.read_rgb(clip, indices)
 
     @staticmethod
-    def frame_size(data: np.ndarray) -> Tuple[int, int]:
-        return tuple(data.shape[1:3])
-
-    @staticmethod
     def transform(cfg: CfgNode, data: np.ndarray, params: SpatialParams, spatial_idx: int,
                   rng=np.random) -> torch.Tensor:
         return clip_transform(cfg, torch.from_numpy(data), spatial_idx, rng, params)
@@ -74,10 +70,6 @@ class Flow(Modality):
     @staticmethod
     def read(dataset, clip: int, indices: np.ndarray) -> np.ndarray:
         return dataset.flow_frames(clip).read(indices)
-
-    @staticmethod
-    def frame_size(data: np.ndarray) -> Tuple[int, int]:
-        return tuple(data.shape[1:3])
 
     @staticmethod
     def transform(cfg: CfgNode, data: np.ndarray, params: SpatialParams, spatial_idx: int,
