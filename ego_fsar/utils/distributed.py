@@ -17,7 +17,7 @@ def get_rank() -> int:
     return dist.get_rank() if is_dist() else 0
 
 
-def is_master_proc(num_gpus_per_node: int = 0) -> bool:
+def is_master_proc() -> bool:
     """True on global rank 0 (the process that logs, writes checkpoints and stats)."""
     return get_rank() == 0
 

@@ -1,11 +1,8 @@
-"""Process environment: seeds, thread counts, the path manager."""
+"""Process environment: seeds and the device."""
 import random
 
 import numpy as np
 import torch
-from iopath.common.file_io import PathManagerFactory
-
-pathmgr = PathManagerFactory.get(key="ego_fsar")
 
 
 def seed_everything(seed: int) -> None:
