@@ -291,6 +291,8 @@ _C.FEW_SHOT.WAY = 5
 _C.FEW_SHOT.SHOT = 5
 # Query clips per class.
 _C.FEW_SHOT.QUERY = 5
+# Query clips per class in training episodes (0: FEW_SHOT.QUERY); TRX/CLIP-FSAR train with 5, test with 1.
+_C.FEW_SHOT.TRAIN_QUERY = 0
 # Episodes per training epoch (TRAIN.PROTOCOL "episodic").
 _C.FEW_SHOT.TRAIN_EPISODES = 1000
 # Fixed validation episodes per evaluation in episodic training (checkpoint selection on DATA.VAL_SPLIT).

@@ -74,13 +74,16 @@ def construct_loader(cfg: CfgNode, split: str, dataset: Optional[Dataset] = None
 
 def construct_episode_loader(cfg: CfgNode, split: str, dataset: Optional[Dataset] = None,
                              num_episodes: Optional[int] = None) -> EpochLoader:
-    """Loader of FEW_SHOT.WAY/SHOT/QUERY episodes of `split` (dataset default: TRAIN.DATASET), one
+    """Loader of FEW_SHOT.WAY/SHOT/QUERY episodes (FEW_SHOT.TRAIN_QUERY queries on the training split
+    when set) of `split` (dataset default: TRAIN.DATASET), one
     episode per item (no batch dimension; see EpisodeDataset), `num_episodes` (FEW_SHOT.TRAIN_EPISODES)
     per epoch divided among processes. Epoch e uses episodes e * num_episodes onwards (FEW_SHOT.SEED)."""
     if dataset is None:
         dataset = build_dataset(cfg.TRAIN.DATASET, cfg, split)
-    sampler = EpisodeSampler(dataset.labels, cfg.FEW_SHOT.WAY, cfg.FEW_SHOT.SHOT, cfg.FEW_SHOT.QUERY,
-                             cfg.FEW_SHOT.SEED)
+    query = cfg.FEW_SHOT.QUERY
+    if split == cfg.DATA.TRAIN_SPLIT and cfg.FEW_SHOT.TRAIN_QUERY > 0:
+        query = cfg.FEW_SHOT.TRAIN_QUERY
+    sampler = EpisodeSampler(dataset.labels, cfg.FEW_SHOT.WAY, cfg.FEW_SHOT.SHOT, query, cfg.FEW_SHOT.SEED)
     num_episodes = cfg.FEW_SHOT.TRAIN_EPISODES if num_episodes is None else num_episodes
     episodes = EpisodeDataset(dataset, sampler, num_episodes, du.get_rank(), du.get_world_size())
     return EpochLoader(episodes, cfg.RNG_SEED, batch_size=None, **_loader_kwargs(cfg))

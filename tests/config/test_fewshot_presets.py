@@ -13,8 +13,8 @@ DEMO = os.path.join(REPO_ROOT, "configs", "EgoToy", "SLOWFAST_DEMO.yaml")
 
 # preset -> (way, shot, query, test episodes, other keys it sets)
 EXPECTED = {
-    "CLIPFSAR_TRX_5W1S.yaml": (5, 1, 1, 10_000, {("HEAD", "OTAM_LAMBDA"): 0.5}),
-    "CLIPFSAR_TRX_5W5S.yaml": (5, 5, 1, 10_000, {("HEAD", "OTAM_LAMBDA"): 0.5}),
+    "CLIPFSAR_TRX_5W1S.yaml": (5, 1, 1, 10_000, {("HEAD", "OTAM_LAMBDA"): 0.5, ("FEW_SHOT", "TRAIN_QUERY"): 5}),
+    "CLIPFSAR_TRX_5W5S.yaml": (5, 5, 1, 10_000, {("HEAD", "OTAM_LAMBDA"): 0.5, ("FEW_SHOT", "TRAIN_QUERY"): 5}),
     "MMCDFSL_5W1S.yaml": (5, 1, 15, 600, {("HEAD", "NAME"): "LogReg"}),
     "MMCDFSL_5W5S.yaml": (5, 5, 15, 600, {("HEAD", "NAME"): "LogReg"}),
     "TAMT_5W1S.yaml": (5, 1, 12, 2_000, {("FEW_SHOT", "SEED"): 0}),

@@ -78,3 +78,11 @@ def test_episode_loader(cfg, monkeypatch):
     monkeypatch.setattr(du, "get_rank", lambda: 1)
     ranked = loader.construct_episode_loader(cfg, "train", dataset=build_dataset("egotoy", cfg, "train"))
     assert [e["index"] for e in ranked] == [1, 3]
+
+
+def test_training_episodes_take_their_own_query_count(cfg):
+    cfg.FEW_SHOT.WAY, cfg.FEW_SHOT.SHOT, cfg.FEW_SHOT.QUERY, cfg.FEW_SHOT.TRAIN_QUERY = 2, 1, 1, 3
+    cfg.FEW_SHOT.TRAIN_EPISODES = cfg.FEW_SHOT.VAL_EPISODES = 1
+    train = next(iter(loader.construct_episode_loader(cfg, "train")))
+    val = next(iter(loader.construct_episode_loader(cfg, "fewshot_val", dataset=build_dataset("egotoy", cfg, "fewshot_val"))))
+    assert train["query_labels"].tolist() == [0, 0, 0, 1, 1, 1] and val["query_labels"].tolist() == [0, 1]
