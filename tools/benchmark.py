@@ -41,6 +41,7 @@ from ego_fsar.datasets.episodes import episodes_for_cfg
 from ego_fsar.datasets.sampling import sample_frame_indices
 from ego_fsar.datasets.utils import DecodeError
 from ego_fsar.engine import fewshot_test
+from ego_fsar.engine.common import channels_last_3d
 from ego_fsar.engine.fewshot_test import fewshot_parts, run_episodes
 from ego_fsar.engine.protocols import get_protocol
 from ego_fsar.engine.trainer import build_train_model
@@ -125,7 +126,7 @@ def _test_model(cfg: CfgNode):
     """(backbone, few-shot head, checkpoint path or None) as the episodic test builds them."""
     model = build_model(cfg)
     if cfg.TRAIN.CHANNELS_LAST:
-        model = model.to(memory_format=torch.channels_last_3d)
+        model = channels_last_3d(model)
     checkpoint = load_test_checkpoint(cfg, model)
     backbone, head = fewshot_parts(model, cfg)
     return backbone, head, checkpoint

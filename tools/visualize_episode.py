@@ -23,6 +23,7 @@ from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg
+from ego_fsar.engine.common import channels_last_3d
 from ego_fsar.engine.fewshot_test import extract_features, fewshot_parts
 from ego_fsar.models import build_model
 from ego_fsar.utils.checkpoint import load_test_checkpoint
@@ -61,7 +62,7 @@ def predict_episode(cfg: CfgNode, index: int) -> EpisodePrediction:
     episode = episodes[index]
     model = build_model(cfg)
     if cfg.TRAIN.CHANNELS_LAST:
-        model = model.to(memory_format=torch.channels_last_3d)
+        model = channels_last_3d(model)
     checkpoint = load_test_checkpoint(cfg, model)
     backbone, head = fewshot_parts(model, cfg)
     backbone.eval()

@@ -14,6 +14,18 @@ def inputs_to(inputs: List[torch.Tensor], device: torch.device, channels_last: b
     return [x.to(device, non_blocking=True).contiguous(memory_format=fmt) for x in inputs]
 
 
+def channels_last_3d(model: torch.nn.Module) -> torch.nn.Module:
+    """Convert the 5-D weights (3D convolutions) of `model` to the channels-last 3D layout, in place.
+
+    `Module.to(memory_format=torch.channels_last_3d)` also touches 4-D weights, which that layout
+    cannot hold (e.g. a head's 2D convolutions), so only modules with 5-D parameters are converted.
+    """
+    for module in model.modules():
+        if any(p.dim() == 5 for p in module.parameters(recurse=False)):
+            module.to(memory_format=torch.channels_last_3d)
+    return model
+
+
 def labels_to(labels: Any, device: torch.device) -> Any:
     """Move an int label tensor, or a dict of them (EPIC verb/noun), to `device`."""
     if isinstance(labels, dict):

@@ -12,7 +12,7 @@ from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, setup_logging
 from ego_fsar.utils.meters import TestMeter
 
-from .common import inputs_to, labels_to, progress
+from .common import channels_last_3d, inputs_to, labels_to, progress
 from .fewshot_test import episodic_test
 
 logger = get_logger(__name__)
@@ -62,6 +62,6 @@ def test(cfg: CfgNode) -> Dict:
     setup_logging(cfg.OUTPUT_DIR)
     model = build_model(cfg)
     if cfg.TRAIN.CHANNELS_LAST:
-        model = model.to(memory_format=torch.channels_last_3d)
+        model = channels_last_3d(model)
     cu.load_test_checkpoint(cfg, model)
     return _PROTOCOLS[cfg.TEST.PROTOCOL](cfg, model)

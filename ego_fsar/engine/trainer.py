@@ -24,7 +24,7 @@ from ego_fsar.utils.logging import get_logger, log_json_stats, setup_logging
 from ego_fsar.utils.meters import TrainMeter, ValMeter
 from ego_fsar.utils.tensorboard import TensorboardWriter
 
-from .common import progress
+from .common import channels_last_3d, progress
 from .protocols import get_protocol
 
 logger = get_logger(__name__)
@@ -137,7 +137,7 @@ def build_train_model(cfg: CfgNode):
     apply_freeze(model, cfg)
     device = device_for(cfg)
     if cfg.TRAIN.CHANNELS_LAST:
-        model = model.to(memory_format=torch.channels_last_3d)
+        model = channels_last_3d(model)
     if cfg.LOG_MODEL_INFO and du.is_master_proc():
         log_model_info(model, cfg)
     optimizer = optim.construct_optimizer(model, cfg)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ego_fsar.engine import trainer
+from ego_fsar.engine.common import channels_last_3d
 from ego_fsar.engine.tester import test as run_test
 from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils import distributed as du
@@ -204,3 +205,10 @@ def test_ddp_torchrun_identical_weights(cfg, tmp_path):
                     entry, str(path)], check=True, env=dict(os.environ, PYTHONPATH=REPO_ROOT), cwd=REPO_ROOT,
                    timeout=300)
     _assert_ranks_identical(tmp_path, _initial_params(cfg))
+
+
+def test_channels_last_converts_only_3d_convolutions():
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.Conv2d(4, 4, 3), torch.nn.Linear(4, 2))
+    channels_last_3d(model)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert model[1].weight.is_contiguous() and model[2].weight.is_contiguous()
