@@ -1,7 +1,9 @@
 """Every few-shot head on the same frozen episodes and the same backbone, as one table.
 
-    python tools/compare_heads.py --cfg configs/EgoToy/FEWSHOT_SLOWFAST.yaml \
-        --heads ProtoNet OTAM TRX TAMT EMPNet LogReg --shots 1 5 [KEY VALUE ...]
+    python tools/compare_heads.py --heads ProtoNet OTAM TRX TAMT EMPNet LogReg --shots 1 5 \
+        --cfg configs/EgoToy/FEWSHOT_SLOWFAST.yaml [KEY VALUE ...]
+
+(`--cfg` comes last: everything after its yaml files is a KEY VALUE override.)
 
 For each shot count the episodes are drawn once and frozen to OUTPUT_DIR/episodes_<W>w<K>s.json;
 heads named in --train-heads are first meta-trained (TRAIN.PROTOCOL of the config, checkpoint
@@ -54,7 +56,7 @@ def format_table(results: Dict[str, Dict[int, Dict]], shots: List[int], way: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", dest="cfg_files", nargs="+", required=True,
-                        help="yaml config, optionally followed by KEY VALUE overrides")
+                        help="yaml config, optionally followed by KEY VALUE overrides (give it last)")
     parser.add_argument("--heads", nargs="+", default=["ProtoNet", "OTAM", "TRX", "TAMT", "EMPNet", "LogReg"])
     parser.add_argument("--train-heads", nargs="*", default=["TRX", "TAMT", "EMPNet"],
                         help="heads to meta-train before testing")
