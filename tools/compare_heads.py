@@ -14,7 +14,7 @@ accuracy ± 95% CI.
 import argparse
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ego_fsar.engine.tester import test
 from ego_fsar.engine.trainer import train
@@ -53,7 +53,7 @@ def format_table(results: Dict[str, Dict[int, Dict]], shots: List[int], way: int
     return "\n".join(rows)
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", dest="cfg_files", nargs="+", required=True,
                         help="yaml config, optionally followed by KEY VALUE overrides (give it last)")
@@ -62,7 +62,7 @@ def main() -> None:
                         help="heads to meta-train before testing")
     parser.add_argument("--shots", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--init_method", default="tcp://localhost:9999")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     files = [f for f in args.cfg_files if f.endswith((".yaml", ".yml"))]
     args.opts, args.cfg_files = args.cfg_files[len(files):], files
     results = {head: {shot: run_head(args, head, shot) for shot in args.shots} for head in args.heads}
@@ -71,6 +71,7 @@ def main() -> None:
     with open(os.path.join(cfg.OUTPUT_DIR, "compare_heads.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(table)
+    return table
 
 
 if __name__ == "__main__":
