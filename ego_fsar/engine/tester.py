@@ -28,6 +28,9 @@ _ACTIVATIONS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 def multiview_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     """PySlowFast's multi-view test: NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS views per clip, scores
     activated by MODEL.HEAD_ACT and combined per clip by DATA.ENSEMBLE_METHOD."""
+    if hasattr(du.unwrap(model), "fewshot_head"):
+        raise ValueError(f"TEST.PROTOCOL multiview scores a classifier; MODEL.MODEL_NAME {cfg.MODEL.MODEL_NAME} "
+                         f"classifies episodes: use TEST.PROTOCOL episodic")
     device = device_for(cfg)
     test_loader = loader.construct_loader(cfg, cfg.TEST.SPLIT)
     dataset = test_loader.dataset

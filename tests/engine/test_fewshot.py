@@ -11,6 +11,7 @@ from ego_fsar.datasets.episodes import EpisodeDataset, EpisodeSampler, episodes_
 from ego_fsar.engine import trainer
 from ego_fsar.engine.fewshot_test import EPISODES_JSON, episodic_test, fewshot_parts, run_episodes
 from ego_fsar.engine.protocols import EpisodicProtocol
+from ego_fsar.engine.tester import test as run_test
 from ego_fsar.models import build_model
 from ego_fsar.utils.env import seed_everything
 from ego_fsar.utils.launch import launch_job
@@ -147,3 +148,10 @@ def test_head_training_loss_falls_on_egotoy(cfg, tmp_path, head):
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
+
+
+def test_multiview_test_of_a_fewshot_model_is_refused(cfg, tmp_path):
+    cfg = fewshot_cfg(cfg, tmp_path)
+    cfg.TEST.PROTOCOL = "multiview"
+    with pytest.raises(ValueError, match="TEST.PROTOCOL episodic"):
+        run_test(cfg)
