@@ -58,7 +58,7 @@ class TextEncoder:
         if missing:
             with torch.no_grad():
                 emb = _model(self.name).encode([template.format(n) for n in missing], convert_to_tensor=True,
-                                               normalize_embeddings=True)
+                                               normalize_embeddings=True, show_progress_bar=False)
             self._cache.update(zip(((template, n) for n in missing), emb.float().cpu()))
             self._save()
         return torch.stack([self._cache[(template, n)] for n in names])
