@@ -212,3 +212,19 @@ def test_channels_last_converts_only_3d_convolutions():
     channels_last_3d(model)
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
     assert model[1].weight.is_contiguous() and model[2].weight.is_contiguous()
+
+
+def test_cpu_run_never_calls_cuda(cfg, tmp_path, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a NUM_GPUS 0 run called CUDA")
+
+    for name in ("is_available", "current_device", "set_device", "device_count", "synchronize",
+                 "max_memory_allocated", "is_bf16_supported", "memory_allocated"):
+        monkeypatch.setattr(torch.cuda, name, refuse)
+    cfg = tiny_train_cfg(cfg, tmp_path)
+    cfg.SOLVER.MAX_EPOCH = 1
+    cfg.TRAIN.MIXED_PRECISION = True
+    cfg.MIXED_PRECISION.DTYPE = "auto"
+    trainer.train(cfg)
+    cfg.TEST.PROTOCOL = "episodic"
+    assert run_test(cfg)["episodes"] == cfg.FEW_SHOT.TEST_EPISODES
