@@ -25,7 +25,8 @@ from fvcore.common.config import CfgNode
 
 from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
-from .epickitchens import AnnotationError, read_annotation_table, read_class_names, read_video_fps
+from .epickitchens import (AnnotationError, check_segment, read_annotation_table, read_class_names, read_video_fps,
+                           segment_values)
 
 _SEGMENT_COLUMNS = ("uid", "participant_id", "video_id", "start_frame", "stop_frame")
 _LABEL_COLUMNS = ("narration", "verb", "verb_class", "noun", "noun_class")
@@ -53,24 +54,9 @@ class Epic55Segment:
 
 
 def _segment(row: Dict, labelled: bool, where: str) -> Epic55Segment:
-    values = {}
-    for name in _SEGMENT_COLUMNS + (_LABEL_COLUMNS if labelled else ()):
-        value = row.get(name)
-        if value is None or str(value).strip() == "":
-            raise AnnotationError(f"{where}: missing value for column {name!r}")
-        values[name] = str(value).strip()
-    for name in ("start_frame", "stop_frame") + (("verb_class", "noun_class") if labelled else ()):
-        try:
-            values[name] = int(values[name])
-        except ValueError:
-            raise AnnotationError(f"{where}: column {name!r} must be an integer, got {values[name]!r}") from None
-    segment = Epic55Segment(**values)
-    if segment.start_frame < 1 or segment.stop_frame < segment.start_frame:
-        raise AnnotationError(f"{where}: expected 1 <= start_frame <= stop_frame, got "
-                              f"{segment.start_frame}..{segment.stop_frame}")
-    if labelled and min(segment.verb_class, segment.noun_class) < 0:
-        raise AnnotationError(f"{where}: negative class id (verb {segment.verb_class}, noun {segment.noun_class})")
-    return segment
+    columns = _SEGMENT_COLUMNS + (_LABEL_COLUMNS if labelled else ())
+    ints = ("start_frame", "stop_frame") + (("verb_class", "noun_class") if labelled else ())
+    return check_segment(Epic55Segment(**segment_values(row, columns, ints, where)), where, labelled)
 
 
 def read_epic55_annotations(path: str) -> List[Epic55Segment]:

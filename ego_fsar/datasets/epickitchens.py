@@ -23,6 +23,7 @@ from fvcore.common.config import CfgNode
 from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
 from .frame_files import FlowJpegFrames
+from .utils import AnnotationError
 
 EPIC_COLUMNS = (
     "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
@@ -31,10 +32,6 @@ EPIC_COLUMNS = (
 )
 _REQUIRED = ("narration_id", "participant_id", "video_id", "start_frame", "stop_frame", "narration",
              "verb", "verb_class", "noun", "noun_class")
-
-
-class AnnotationError(ValueError):
-    """A malformed annotation file; the message names the file and the line (or row)."""
 
 
 @dataclass(frozen=True)
@@ -57,25 +54,36 @@ class EpicSegment:
         return self.stop_frame - self.start_frame + 1
 
 
-def _segment(row: Dict, where: str) -> EpicSegment:
+def segment_values(row: Dict, columns: Iterable[str], int_columns: Iterable[str], where: str) -> Dict:
+    """{column: stripped value} of an annotation row, `int_columns` as ints; errors name `where`."""
     values = {}
-    for name in _REQUIRED:
+    for name in columns:
         value = row.get(name)
         if value is None or str(value).strip() == "":
             raise AnnotationError(f"{where}: missing value for column {name!r}")
         values[name] = str(value).strip()
-    for name in ("start_frame", "stop_frame", "verb_class", "noun_class"):
+    for name in int_columns:
         try:
             values[name] = int(values[name])
         except ValueError:
             raise AnnotationError(f"{where}: column {name!r} must be an integer, got {values[name]!r}") from None
-    segment = EpicSegment(**values)
+    return values
+
+
+def check_segment(segment, where: str, labelled: bool = True):
+    """`segment` (start_frame, stop_frame, verb_class, noun_class) if its frame range and class ids
+    are valid, else an AnnotationError naming `where`."""
     if segment.start_frame < 1 or segment.stop_frame < segment.start_frame:
         raise AnnotationError(f"{where}: expected 1 <= start_frame <= stop_frame, got "
                               f"{segment.start_frame}..{segment.stop_frame}")
-    if segment.verb_class < 0 or segment.noun_class < 0:
+    if labelled and min(segment.verb_class, segment.noun_class) < 0:
         raise AnnotationError(f"{where}: negative class id (verb {segment.verb_class}, noun {segment.noun_class})")
     return segment
+
+
+def _segment(row: Dict, where: str) -> EpicSegment:
+    values = segment_values(row, _REQUIRED, ("start_frame", "stop_frame", "verb_class", "noun_class"), where)
+    return check_segment(EpicSegment(**values), where)
 
 
 def _check_columns(path: str, found: Optional[Iterable[str]], wanted: Iterable[str]) -> None:

@@ -25,7 +25,6 @@ Labels (`labels` and the item `label`): a single label key is the class id (MECC
 dataset has no class names. Class names join the table's name fields (Ego4D "verb noun"), else the
 class id. Ego4D clips of the videos MM-CDFSL excludes as invalid are left out.
 """
-import json
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -36,7 +35,7 @@ from fvcore.common.config import CfgNode
 from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
 from .decoder import FrameFolderReader
-from .epickitchens import AnnotationError
+from .utils import AnnotationError, read_json
 from .frame_files import NpyFrames, repeat_last_frame
 from .pose import HeatmapFrames
 
@@ -127,13 +126,7 @@ def _str_field(record: Dict, key: str, where: str) -> str:
 def read_cdfsl_split(path: str, fmt: CdfslFormat) -> Tuple[List[CdfslClip], List[str]]:
     """(clips, class names) of an MM-CDFSL split file; unlabelled files (no label fields) give labels
     -1 and no class names."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"split file {path} does not exist")
-    with open(path) as f:
-        try:
-            record = json.load(f)
-        except json.JSONDecodeError as e:
-            raise AnnotationError(f"{path}: not valid JSON ({e})") from None
+    record = read_json(path)
     records = record.get("clips") if isinstance(record, dict) else None
     if not isinstance(records, list) or not records:
         raise AnnotationError(f"{path}: expected an object with a non-empty 'clips' list")

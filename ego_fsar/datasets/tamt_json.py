@@ -9,14 +9,13 @@ Split "train" reads `base.json`, "test" `novel.json`, any other split `<split>.j
 Class names: `label_names[label]` when given, else the videos' folder names when they identify the
 classes, else the labels as strings.
 """
-import json
 import os
 from typing import Dict, List, Optional, Tuple
 
 from fvcore.common.config import CfgNode
 
 from .build import DATASET_REGISTRY
-from .epickitchens import AnnotationError
+from .utils import AnnotationError, read_json
 from .video_list import VideoListDataset, class_names_from_folders
 
 
@@ -32,13 +31,7 @@ def _string_list(record: Dict, key: str, path: str) -> List[str]:
 
 def read_tamt_json(path: str) -> Tuple[List[str], List[int], Optional[List[str]]]:
     """(video names, labels, label names or None) of a TAMT split file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"split file {path} does not exist")
-    with open(path) as f:
-        try:
-            record = json.load(f)
-        except json.JSONDecodeError as e:
-            raise AnnotationError(f"{path}: not valid JSON ({e})") from None
+    record = read_json(path)
     if not isinstance(record, dict):
         raise AnnotationError(f"{path}: expected an object with 'image_names' and 'image_labels'")
     names = _string_list(record, "image_names", path)

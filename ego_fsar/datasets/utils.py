@@ -9,13 +9,30 @@ it in the dataset's FailureTracker and tries again, with a substitute index when
 over an epoch's batches gives the epoch's failures in every worker process. Once a process has seen
 more than `DATA_LOADER.MAX_FAILURES` failures (since the last `reset`), it raises with their paths.
 """
+import json
 import logging
+import os
 from typing import Callable, Dict, List, Optional
 
 import torch
 from fvcore.common.config import CfgNode
 
 logger = logging.getLogger(__name__)
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file; the message names the file and the line (or row)."""
+
+
+def read_json(path: str):
+    """The parsed content of json file `path`; a missing or malformed file raises naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"split file {path} does not exist")
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise AnnotationError(f"{path}: not valid JSON ({e})") from None
 
 
 class NamedRegistry:
