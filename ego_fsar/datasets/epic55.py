@@ -26,7 +26,7 @@ from fvcore.common.config import CfgNode
 from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
 from .epickitchens import (AnnotationError, check_segment, read_annotation_table, read_class_names, read_video_fps,
-                           segment_values)
+                           segment_values, verb_noun_label)
 
 _SEGMENT_COLUMNS = ("uid", "participant_id", "video_id", "start_frame", "stop_frame")
 _LABEL_COLUMNS = ("narration", "verb", "verb_class", "noun", "noun_class")
@@ -121,10 +121,7 @@ class Epic55(ClipDataset):
         return ClipSource(path, s.start_frame - 1, s.num_frames, self._fps.get(s.video_id))
 
     def clip_label(self, clip: int):
-        s = self.segments[clip]
-        if self._two_heads:
-            return {"verb": s.verb_class, "noun": s.noun_class}
-        return self.labels[clip]
+        return verb_noun_label(self.segments[clip], self._two_heads, self.labels[clip])
 
     def clip_meta(self, clip: int) -> Dict:
         s = self.segments[clip]

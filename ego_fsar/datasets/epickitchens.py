@@ -81,6 +81,12 @@ def check_segment(segment, where: str, labelled: bool = True):
     return segment
 
 
+def verb_noun_label(segment, two_heads: bool, label: int):
+    """An EPIC clip's training label: {"verb", "noun"} for two heads (MODEL.NUM_CLASSES a list), else
+    `label` (the class DATA.EPIC_LABEL picks)."""
+    return {"verb": segment.verb_class, "noun": segment.noun_class} if two_heads else label
+
+
 def _segment(row: Dict, where: str) -> EpicSegment:
     values = segment_values(row, _REQUIRED, ("start_frame", "stop_frame", "verb_class", "noun_class"), where)
     return check_segment(EpicSegment(**values), where)
@@ -236,10 +242,7 @@ class EpicKitchens(ClipDataset):
                               bound=self.cfg.DATA.FLOW_BOUND)
 
     def clip_label(self, clip: int):
-        s = self.segments[clip]
-        if self._two_heads:
-            return {"verb": s.verb_class, "noun": s.noun_class}
-        return self.labels[clip]
+        return verb_noun_label(self.segments[clip], self._two_heads, self.labels[clip])
 
     def clip_meta(self, clip: int) -> Dict:
         s = self.segments[clip]
