@@ -228,3 +228,17 @@ def test_cpu_run_never_calls_cuda(cfg, tmp_path, monkeypatch):
     trainer.train(cfg)
     cfg.TEST.PROTOCOL = "episodic"
     assert run_test(cfg)["episodes"] == cfg.FEW_SHOT.TEST_EPISODES
+
+
+def test_precise_bn_recomputes_statistics(cfg, tmp_path):
+    runs = {}
+    for precise in (False, True):
+        run = tiny_train_cfg(cfg.clone(), tmp_path / str(precise))
+        run.SOLVER.MAX_EPOCH, run.TRAIN.EVAL_PERIOD = 1, 0
+        run.BN.USE_PRECISE_STATS, run.BN.NUM_BATCHES_PRECISE = precise, 2
+        trainer.train(run)
+        runs[precise] = torch.load(cu.get_path_to_checkpoint(run.OUTPUT_DIR, 1), weights_only=False)["model_state"]
+    means = [k for k in runs[True] if k.endswith("running_mean")]
+    assert means and any(not torch.equal(runs[True][k], runs[False][k]) for k in means)
+    weights = [k for k in runs[True] if k.endswith("conv.weight")]
+    assert all(torch.equal(runs[True][k], runs[False][k]) for k in weights)
