@@ -26,7 +26,9 @@ demo: $(VENV)/.installed $(EGOTOY)/.complete
 	$(PY) tools/run_net.py --cfg configs/EgoToy/SLOWFAST_DEMO.yaml OUTPUT_DIR $(DEMO_OUT)/random_init \
 		TRAIN.ENABLE False
 	@echo "EgoToy 5-way 5-shot, pre-trained backbone vs random initialisation:"
-	@grep -h '"_type": "fewshot_test"' $(DEMO_OUT)/pretrained/json_stats.log $(DEMO_OUT)/random_init/json_stats.log | tail -n 2
+	@for run in pretrained random_init; do \
+		printf '%-12s ' $$run; grep -h '"_type": "fewshot_test"' $(DEMO_OUT)/$$run/json_stats.log | tail -n 1; \
+	done
 
 test: $(VENV)/.installed
 	$(PY) -m pytest tests -q -p no:cacheprovider
