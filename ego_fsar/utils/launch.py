@@ -7,6 +7,7 @@
 - Inside `torchrun` / `torch.distributed.launch` (RANK, LOCAL_RANK, WORLD_SIZE in the environment):
   this process joins that job through `env://` and runs `func` once.
 """
+import atexit
 import os
 from typing import Callable
 
@@ -30,16 +31,28 @@ def _backend(cfg: CfgNode) -> str:
     return "gloo" if cfg.NUM_GPUS == 0 else cfg.DIST_BACKEND
 
 
-def _run_in_group(func: Callable, cfg: CfgNode, local_rank: int, **group) -> None:
-    """Join the process group (`group`: init_process_group arguments), pick the device, run
-    `func(cfg=cfg)`, leave the group."""
-    dist.init_process_group(backend=_backend(cfg), **group)
+def _leave_group() -> None:
+    """Wait for every process, then leave the process group (at the end of a torchrun process)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _run_in_group(func: Callable, cfg: CfgNode, local_rank: int, keep_group: bool = False, **group) -> None:
+    """Join the process group (`group`: init_process_group arguments) unless already in it, pick the
+    device, run `func(cfg=cfg)`. The group is left afterwards, or with `keep_group` when the process
+    exits (so that several jobs of one process, e.g. run_net's training and testing, share it)."""
+    if not dist.is_initialized():
+        dist.init_process_group(backend=_backend(cfg), **group)
+        if keep_group:
+            atexit.register(_leave_group)
     try:
         if cfg.NUM_GPUS > 0:
             torch.cuda.set_device(local_rank)
         func(cfg=cfg)
     finally:
-        dist.destroy_process_group()
+        if not keep_group:
+            dist.destroy_process_group()
 
 
 def _run(local_rank: int, num_proc: int, func: Callable, init_method: str, shard_id: int,
@@ -52,7 +65,7 @@ def _run(local_rank: int, num_proc: int, func: Callable, init_method: str, shard
 def launch_job(cfg: CfgNode, init_method: str, func: Callable, daemon: bool = False) -> None:
     """Run `func(cfg=cfg)` on every process of this job (see the module docstring)."""
     if in_torchrun():
-        _run_in_group(func, cfg, int(os.environ["LOCAL_RANK"]), init_method="env://")
+        _run_in_group(func, cfg, int(os.environ["LOCAL_RANK"]), keep_group=True, init_method="env://")
         return
     num_proc = procs_per_node(cfg)
     if num_proc * cfg.NUM_SHARDS > 1:
