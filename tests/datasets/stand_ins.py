@@ -5,7 +5,10 @@ from typing import Sequence
 
 import av
 import numpy as np
+from fvcore.common.config import CfgNode
 from PIL import Image
+
+from ego_fsar.config import get_cfg
 
 SIZE = (32, 24)  # width, height (decord needs a width that is a multiple of 32)
 _CODECS = {".mp4": "libx264", ".avi": "mpeg4", ".webm": "libvpx"}
@@ -38,3 +41,18 @@ def write_video(path: str, numbers: Sequence[int], fps: int = 10) -> None:
 def greys_of(frames: np.ndarray) -> np.ndarray:
     """The grey level at the centre of each decoded frame [T,H,W,C]."""
     return frames[:, SIZE[1] // 2, SIZE[0] // 2, 0].astype(int)
+
+
+def stand_in_cfg(dataset: str, data_dir, prefix, batch_size: int = 4) -> CfgNode:
+    """`dataset` read from `data_dir` / `prefix` at test sizes: 4-frame single-pathway clips, 24-28 px
+    jitter, 16 px crops, one view per clip, no worker processes."""
+    cfg = get_cfg()
+    cfg.TRAIN.DATASET = cfg.TEST.DATASET = dataset
+    cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.PATH_PREFIX = str(data_dir), str(prefix)
+    cfg.DATA.NUM_FRAMES = 4
+    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [24, 28], 16, 16
+    cfg.MODEL.ARCH = "slow"
+    cfg.TEST.NUM_ENSEMBLE_VIEWS = cfg.TEST.NUM_SPATIAL_CROPS = 1
+    cfg.DATA_LOADER.NUM_WORKERS = 0
+    cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = batch_size
+    return cfg

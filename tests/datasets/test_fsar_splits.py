@@ -14,7 +14,7 @@ from ego_fsar.datasets.epickitchens import AnnotationError
 from ego_fsar.datasets.fsar_splits import read_few_shot_split
 from ego_fsar.datasets.loader import construct_episode_loader, construct_loader
 from ego_fsar.datasets.sampling import sample_frame_indices
-from tests.datasets.stand_ins import greys_of, grey, write_frame, write_video
+from tests.datasets.stand_ins import greys_of, grey, stand_in_cfg, write_frame, write_video
 from tests.paths import REPO_ROOT, SHARED_DATA
 
 SPLITS = os.path.join(REPO_ROOT, "data", "splits")
@@ -56,15 +56,8 @@ def test_shipped_files_are_the_published_ones(dataset):
 
 
 def _cfg(data_dir, prefix, backend):
-    cfg = get_cfg()
-    cfg.TRAIN.DATASET = cfg.TEST.DATASET = "FewShotSplit"
-    cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.PATH_PREFIX, cfg.DATA.DECODING_BACKEND = data_dir, prefix, backend
-    cfg.DATA.TEMPORAL_SAMPLING, cfg.DATA.NUM_FRAMES = "segment", 4
-    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [24, 28], 16, 16
-    cfg.MODEL.ARCH = "slow"
-    cfg.TEST.NUM_ENSEMBLE_VIEWS = cfg.TEST.NUM_SPATIAL_CROPS = 1
-    cfg.DATA_LOADER.NUM_WORKERS = 0
-    cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = 4
+    cfg = stand_in_cfg("FewShotSplit", data_dir, prefix)
+    cfg.DATA.DECODING_BACKEND, cfg.DATA.TEMPORAL_SAMPLING = backend, "segment"
     return cfg
 
 

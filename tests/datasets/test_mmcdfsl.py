@@ -13,7 +13,7 @@ from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.epickitchens import AnnotationError
 from ego_fsar.datasets.loader import construct_episode_loader, construct_loader
 from ego_fsar.datasets.mmcdfsl import CDFSL_FORMATS, cdfsl_format, read_cdfsl_split
-from tests.datasets.stand_ins import greys_of, grey, write_frame
+from tests.datasets.stand_ins import greys_of, grey, stand_in_cfg, write_frame
 from tests.paths import REPO_ROOT, SHARED_DATA
 
 CDFSL = os.path.join(SHARED_DATA, "mm-cdfsl-splits")
@@ -73,16 +73,7 @@ def test_unlabelled_clips_have_label_minus_one_and_no_class_names(split, clips, 
 
 
 def _cfg(data_dir, prefix):
-    cfg = get_cfg()
-    cfg.TRAIN.DATASET = cfg.TEST.DATASET = "MMCDFSL"
-    cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.PATH_PREFIX = str(data_dir), str(prefix)
-    cfg.DATA.NUM_FRAMES = 4
-    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [24, 28], 16, 16
-    cfg.MODEL.ARCH = "slow"
-    cfg.TEST.NUM_ENSEMBLE_VIEWS = cfg.TEST.NUM_SPATIAL_CROPS = 1
-    cfg.DATA_LOADER.NUM_WORKERS = 0
-    cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = 4
-    return cfg
+    return stand_in_cfg("MMCDFSL", data_dir, prefix)
 
 
 def _render(root, split, clips, count, last=None):

@@ -11,20 +11,13 @@ from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.epickitchens import AnnotationError
 from ego_fsar.datasets.loader import construct_loader
 from ego_fsar.datasets.tamt_json import read_tamt_json
-from tests.datasets.stand_ins import write_video
+from tests.datasets.stand_ins import stand_in_cfg, write_video
 from tests.paths import REPO_ROOT
 
 
 def _cfg(root):
-    cfg = get_cfg()
-    cfg.TRAIN.DATASET = cfg.TEST.DATASET = "TamtJson"
-    cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.PATH_PREFIX = str(root / "filelist"), str(root / "rgb")
-    cfg.DATA.DECODING_BACKEND, cfg.DATA.TEMPORAL_SAMPLING, cfg.DATA.NUM_FRAMES = "decord", "segment", 4
-    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [24, 28], 16, 16
-    cfg.MODEL.ARCH = "slow"
-    cfg.TEST.NUM_ENSEMBLE_VIEWS = cfg.TEST.NUM_SPATIAL_CROPS = 1
-    cfg.DATA_LOADER.NUM_WORKERS = 0
-    cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = 3
+    cfg = stand_in_cfg("TamtJson", root / "filelist", root / "rgb", batch_size=3)
+    cfg.DATA.DECODING_BACKEND, cfg.DATA.TEMPORAL_SAMPLING = "decord", "segment"
     return cfg
 
 
