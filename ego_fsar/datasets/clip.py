@@ -9,7 +9,9 @@ Views (PySlowFast): the training split (`DATA.TRAIN_SPLIT`) yields one randomly 
 clip; the test split (`TEST.SPLIT`) yields `TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS` items
 per clip (item = clip * views + temporal * crops + spatial); any other split one centred view. An
 item's `index` is its clip index, and `meta` carries `clip_index`, `temporal_index`, `spatial_index`
-and `skipped` (failed samples this item replaced; see utils.load_with_retries).
+and `skipped` (failed samples this item replaced; see utils.load_with_retries). On any split but
+the training one, an item that cannot be read is a `SkippedItem` marker instead (never another clip,
+whose label would be wrong), which the loaders' `collate_skipping` drops and counts.
 
 Modalities (DATA.MODALITIES, see modalities.py) are read for the same sampled frames and cropped
 alike. An item's `inputs` is the pathway list of the FIRST modality, so a single-modality model
@@ -18,7 +20,7 @@ of all of them (the first included), e.g. {"rgb": [slow, fast], "flow": [...], "
 """
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 from fvcore.common.config import CfgNode
@@ -27,7 +29,7 @@ from torch.utils.data import Dataset
 from .decoder import DECODER_REGISTRY
 from .modalities import check_modalities, read_modalities, transform_modalities
 from .sampling import sample_frame_indices
-from .utils import FailureTracker, load_with_retries, pack_pathway_output
+from .utils import FailureTracker, SkippedItem, load_with_retries, pack_pathway_output
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class ClipDataset(Dataset, ABC):
     def _random_index(self) -> int:
         return int(np.random.randint(len(self)))
 
-    def __getitem__(self, index: int) -> Dict:
+    def __getitem__(self, index: int) -> Union[Dict, SkippedItem]:
+        """Item `index`, retried on bad data (training: another random item; else a SkippedItem)."""
         substitute = self._random_index if self.training else None
         return load_with_retries(self.load, index, self.failures, self.cfg.DATA_LOADER.MAX_RETRIES, substitute)

@@ -27,7 +27,9 @@ Class ids are global (source 0-23, test 24-35, fewshot_val 36-41): `verb_class` 
     annotations/EgoToy_{train,val,test,fewshot_val}.csv   EPIC-100's 15 columns
     annotations/EgoToy_{verb,noun}_classes.csv, EgoToy_video_info.csv
 
-Everything is a function of `seed` and the size arguments.
+Everything written is a function of `seed` and the size arguments, byte for byte on one machine with
+the same library versions (NumPy, Pillow, scikit-image, PyAV's FFmpeg and x264); other CPUs or versions
+may round pixels and encode videos differently.
 """
 import csv
 import itertools
@@ -293,11 +295,14 @@ def _timestamp(seconds: float, decimals: int) -> str:
 
 
 def _write_video(path: str, frames: np.ndarray, fps: int) -> None:
+    """Frames [N,H,W,3] (RGB) as H.264 in MP4, the same bytes for the same frames: one encoder thread and
+    no macroblock-tree rate control (x264's default; with its assembly it gave different bytes for the
+    same frames from one call to the next, x264 core 165)."""
     with av.open(path, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
+        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())

@@ -157,12 +157,15 @@ def split_for_rank(items: Sequence, rank: int, world: int) -> list:
 
 
 class EpisodeDataset(Dataset):
-    """Episodes `start + rank + world * j` (j < len) of `sampler`, decoded from `dataset` (one view per
-    clip). Item: {"support": pathway list [N*K,C,T,H,W], "query": [N*Q,C,T,H,W], "support_labels",
-    "query_labels", "class_ids" (int64 tensors), "class_names", "index", "skipped"}, and with several
-    DATA.MODALITIES "support_modalities" / "query_modalities" ({name: pathway list}). An unreadable clip is
-    replaced by another clip of the same class that is not in the episode. `set_epoch(e)` moves on to
-    the next `num_episodes` episodes, so every epoch sees new ones."""
+    """Episodes `start + (rank + world * j) % num_episodes` (j < len = ⌈num_episodes / world⌉) of
+    `sampler`, decoded from `dataset` (one view per clip). Every episode is run by some process; where
+    `num_episodes` is not divisible by `world`, the ranks that would have one fewer re-run the epoch's
+    first episodes (as DistributedSampler pads), since distributed training needs the same number of
+    steps on every rank. Item: {"support": pathway list [N*K,C,T,H,W], "query": [N*Q,C,T,H,W],
+    "support_labels", "query_labels", "class_ids" (int64 tensors), "class_names", "index", "skipped"},
+    and with several DATA.MODALITIES "support_modalities" / "query_modalities" ({name: pathway list}).
+    An unreadable clip is replaced by another clip of the same class that is not in the episode.
+    `set_epoch(e)` moves on to the next `num_episodes` episodes, so every epoch sees new ones."""
 
     def __init__(self, dataset, sampler: EpisodeSampler, num_episodes: int, rank: int = 0, world: int = 1):
         if len(dataset) != sampler.num_clips:
@@ -171,12 +174,17 @@ class EpisodeDataset(Dataset):
         self.dataset, self.sampler, self.rank, self.world = dataset, sampler, rank, world
         self.num_episodes = num_episodes
         self.start = 0
+        padded = len(self) * world - num_episodes
+        if padded and rank == 0:
+            logger.warning("%d episodes per epoch (FEW_SHOT.TRAIN_EPISODES or VAL_EPISODES) are not divisible by "
+                           "the %d processes: they run %d each, so %d runs repeat the epoch's first episodes",
+                           num_episodes, world, len(self), padded)
 
     def set_epoch(self, epoch: int) -> None:
         self.start = epoch * self.num_episodes
 
     def __len__(self) -> int:
-        return self.num_episodes // self.world
+        return -(-self.num_episodes // self.world)
 
     def _load(self, clip: int, spare: List[int], episode: Episode) -> Dict:
         def substitute() -> int:
@@ -189,7 +197,7 @@ class EpisodeDataset(Dataset):
                                  self.dataset.cfg.DATA_LOADER.MAX_RETRIES, substitute)
 
     def __getitem__(self, j: int) -> Dict:
-        episode = self.sampler.episode(self.start + self.rank + self.world * j)
+        episode = self.sampler.episode(self.start + (self.rank + self.world * j) % self.num_episodes)
         used = set(episode.support) | set(episode.query)
         spare = {c: [i for i in self.sampler.clips_of(c) if i not in used] for c in episode.class_ids}
         out = {"index": episode.index, "class_ids": torch.tensor(episode.class_ids),

@@ -8,8 +8,11 @@ run repeats the same epochs: `shuffle_dataset(loader, epoch)` sets the sampler's
 the loader's generator from (RNG_SEED, rank, epoch); that generator seeds each worker's python, numpy
 and torch RNGs, which the datasets' random sampling and augmentation draw from.
 
-Failed samples are reported per item (`meta["skipped"]` of a clip, `skipped` of an episode): summing
-them over an epoch counts every failure in every worker. Each dataset copy also keeps a
+Failed samples are reported per batch: `batch["skipped"]` (int) of a clip batch counts the unreadable
+samples it covers (replaced by other clips on the training split, dropped on any other split; see
+utils.collate_skipping), `skipped` of an episode those its clips replaced. Summing them over an epoch
+counts every failure in every worker. A clip batch of a non-training split may hold fewer than
+batch-size items, or none: then it is `{"skipped": n}` alone. Each dataset copy also keeps a
 FailureTracker that raises past DATA_LOADER.MAX_FAILURES; `shuffle_dataset` resets it every epoch.
 """
 from typing import Optional
@@ -23,6 +26,7 @@ from ego_fsar.utils import distributed as du
 
 from .build import build_dataset
 from .episodes import EpisodeDataset, EpisodeSampler
+from .utils import collate_skipping
 
 
 class EpochLoader(DataLoader):
@@ -69,7 +73,7 @@ def construct_loader(cfg: CfgNode, split: str, dataset: Optional[Dataset] = None
     sampler = DistributedSampler(dataset, num_replicas=world, rank=du.get_rank(), shuffle=is_train,
                                  seed=cfg.RNG_SEED, drop_last=is_train)
     return EpochLoader(dataset, cfg.RNG_SEED, batch_size=total // world, sampler=sampler, drop_last=is_train,
-                       **_loader_kwargs(cfg))
+                       collate_fn=collate_skipping, **_loader_kwargs(cfg))
 
 
 def construct_episode_loader(cfg: CfgNode, split: str, dataset: Optional[Dataset] = None,

@@ -1,21 +1,26 @@
 """Dataset helpers: named registries, `pack_pathway_output`, and retrying on unreadable samples.
 
 Bad data policy: a sample whose video or frame cannot be read (missing, truncated, zero-byte, wrong
-path) raises DecodeError inside `load`; `load_with_retries` logs a WARNING naming the path, records
-it in the dataset's FailureTracker and tries again, with a substitute index when one is allowed
-(training) or the same index otherwise (evaluation must not swap clips), up to
-`DATA_LOADER.MAX_RETRIES` times. The returned item is always the one that was loaded (its own
-`index` and label) and `meta["skipped"]` counts the failures it replaced, so summing that field
-over an epoch's batches gives the epoch's failures in every worker process. Once a process has seen
-more than `DATA_LOADER.MAX_FAILURES` failures (since the last `reset`), it raises with their paths.
+path) raises DecodeError inside `load`; `load_with_retries` logs a WARNING naming the path and tries
+again up to `DATA_LOADER.MAX_RETRIES` times. Training passes a substitute: each failed sample is
+recorded in the dataset's FailureTracker and replaced by another one; the returned item is the one
+that was loaded (its own `index` and label) and `meta["skipped"]` counts the samples it replaced.
+Evaluation must not swap clips (that would change the label): the same sample is retried, and one
+that never reads is recorded once and returned as a `SkippedItem` marker, which `collate_skipping`
+drops from its batch. Every batch of `collate_skipping` carries `skipped`, the unreadable samples it
+covers (replaced or dropped), so summing it over an epoch's batches gives the epoch's failures in
+every worker process. Once a process has seen more than `DATA_LOADER.MAX_FAILURES` failed samples
+(since the last `reset`), it raises with their paths.
 """
 import json
 import logging
 import os
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from fvcore.common.config import CfgNode
+from torch.utils.data import default_collate
 
 logger = logging.getLogger(__name__)
 
@@ -94,24 +99,55 @@ class FailureTracker:
         self.paths = []
 
 
+@dataclass(frozen=True)
+class SkippedItem:
+    """Marker for dataset item `index` whose sample `path` could not be read (evaluation splits)."""
+
+    index: int
+    path: str
+
+
 def load_with_retries(load: Callable[[int], Dict], index: int, failures: FailureTracker, max_retries: int,
-                      substitute: Optional[Callable[[], int]] = None) -> Dict:
-    """`load(index)`, retried after a DecodeError up to `max_retries` times, with `substitute()` as the
-    next index when given (else the same index). Sets `meta["skipped"]` to the number of failures."""
-    failed = []
-    for _ in range(max_retries + 1):
+                      substitute: Optional[Callable[[], int]] = None) -> Union[Dict, SkippedItem]:
+    """`load(index)`, retried after a DecodeError up to `max_retries` times.
+
+    With `substitute` (training), `substitute()` gives the next index, every failure is recorded in
+    `failures`, `meta["skipped"]` counts them, and DecodeError is raised when no attempt was readable.
+    Without it (evaluation), the same index is retried; `meta["skipped"]` is 0, and a sample that never
+    reads is recorded once and returned as a `SkippedItem`."""
+    failed: List[DecodeError] = []
+    for attempt in range(max_retries + 1):
+        if attempt and substitute is not None:
+            index = substitute()
         try:
             item = load(index)
         except DecodeError as e:
-            logger.warning("skipping unreadable sample %d: %s", index, e)
-            failed.append(e.path)
-            failures.record(e.path)
-            index = substitute() if substitute is not None else index
+            failed.append(e)
+            if substitute is None:
+                logger.debug("unreadable sample %d (attempt %d of %d): %s", index, len(failed), max_retries + 1, e)
+            else:
+                logger.warning("replacing unreadable sample %d: %s", index, e)
+                failures.record(e.path)
             continue
-        item["meta"]["skipped"] = len(failed)
+        item["meta"]["skipped"] = len(failed) if substitute is not None else 0
         return item
-    raise DecodeError(failed[-1], f"no readable sample after {max_retries + 1} attempts; failed: "
-                                  + ", ".join(dict.fromkeys(failed)))
+    if substitute is None:
+        logger.warning("skipping sample %d, unreadable after %d attempts: %s", index, max_retries + 1, failed[-1])
+        failures.record(failed[-1].path)
+        return SkippedItem(index, failed[-1].path)
+    raise DecodeError(failed[-1].path, f"no readable sample after {max_retries + 1} attempts; failed: "
+                                       + ", ".join(dict.fromkeys(e.path for e in failed)))
+
+
+def collate_skipping(items: Sequence[Union[Dict, SkippedItem]]) -> Dict:
+    """`default_collate` of the readable items, plus `skipped` (int): the unreadable samples the batch
+    covers, i.e. the SkippedItem markers dropped from it plus the `meta["skipped"]` of the items kept.
+    A batch whose items were all skipped is `{"skipped": n}` alone (no "inputs")."""
+    kept = [it for it in items if not isinstance(it, SkippedItem)]
+    replaced = sum(int(it["meta"]["skipped"]) for it in kept)
+    batch = default_collate(kept) if kept else {}
+    batch["skipped"] = len(items) - len(kept) + replaced
+    return batch
 
 
 def pack_pathway_output(cfg: CfgNode, frames: torch.Tensor) -> List[torch.Tensor]:

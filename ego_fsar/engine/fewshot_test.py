@@ -3,11 +3,12 @@
 With `FEW_SHOT.USE_FEATURE_CACHE` every clip that any episode uses goes through the backbone once
 (deterministic test transform) and all episodes run on the cached `BackboneOutput`s; without it each
 episode runs the backbone on its own clips (same numbers, far slower). Episodes are divided among
-ranks and their accuracies gathered, so the figure equals the single-process one exactly.
+ranks and their accuracies gathered, so the figure equals the single-process one exactly. A clip
+that cannot be read is skipped and every episode that needs it dropped (counted in the summary).
 """
 import json
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Subset, default_collate
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg, split_for_rank
+from ego_fsar.datasets.utils import SkippedItem, collate_skipping
 from ego_fsar.models import BackboneOutput, build_head
 from ego_fsar.utils import distributed as du
 from ego_fsar.utils.env import device_for
@@ -29,82 +31,145 @@ EPISODES_JSON = "episodes.json"
 HISTOGRAM_PNG = "episode_accuracy_hist.png"
 
 
+def _check_trained(head: torch.nn.Module, untrained: str, cfg: CfgNode) -> None:
+    """Refuse (or, with TEST.ALLOW_UNTRAINED_HEAD, warn about) testing `head` with weights that no
+    checkpoint trained, as `untrained` explains, unless its class declares `PARAMETER_FREE`."""
+    if not untrained or getattr(head, "PARAMETER_FREE", False):
+        return
+    count = sum(p.numel() for p in head.parameters() if p.requires_grad)
+    message = (f"HEAD.NAME {type(head).__name__}: this few-shot head has {count:,} trainable parameters "
+               f"that no checkpoint trained ({untrained})")
+    if not cfg.TEST.ALLOW_UNTRAINED_HEAD:
+        raise ValueError(f"{message}. Meta-train it first (MODEL.MODEL_NAME FewShot, TRAIN.PROTOCOL episodic) "
+                         f"and test that run's checkpoint, or set TEST.ALLOW_UNTRAINED_HEAD True to test its "
+                         f"random weights anyway")
+    logger.warning("%s; testing its random weights (TEST.ALLOW_UNTRAINED_HEAD True)", message)
+
+
 def fewshot_parts(model: torch.nn.Module, cfg: CfgNode):
     """(backbone, few-shot head) of a model: its own head for FewShot models, else `HEAD.NAME` built
-    on the backbone's width (e.g. ProtoNet on a pre-trained classifier's backbone)."""
+    on the backbone's width (e.g. ProtoNet on a pre-trained classifier's backbone).
+
+    A head whose class declares `PARAMETER_FREE = True` predicts the same without training (ProtoNet,
+    OTAM, LogReg). Any other head must come from a checkpoint: a head built here, or one whose
+    weights the loaded checkpoint lacked (`untrained_head_keys`), raises a ValueError naming the head,
+    unless TEST.ALLOW_UNTRAINED_HEAD (then a warning)."""
     inner = du.unwrap(model)
     head = getattr(inner, "fewshot_head", None)
     if head is None:
         head = build_head(cfg, in_dim=inner.backbone.out_dim).to(device_for(cfg))
+        untrained = f"MODEL.MODEL_NAME {cfg.MODEL.MODEL_NAME} has no few-shot head; it was built with random weights"
+    else:
+        missing = getattr(inner, "untrained_head_keys", [])
+        untrained = (f"the checkpoint loaded lacks {len(missing)} of its weights: {', '.join(missing[:3])}"
+                     f"{', ...' if len(missing) > 3 else ''}") if missing else ""
+    _check_trained(head, untrained, cfg)
     return inner.backbone, head
 
 
 @torch.no_grad()
-def extract_features(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
-                     desc: str = "features") -> BackboneOutput:
-    """Backbone outputs (on CPU) of `dataset[i]` for `indices`, in that order, computed by this process."""
+def _extract_readable(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
+                      desc: str) -> Tuple[Optional[BackboneOutput], List[int]]:
+    """Backbone outputs (on CPU; None when there are none) of the readable clips among `dataset[i]` for
+    `indices`, computed by this process, and their clip indices (unreadable ones are skipped)."""
     device = device_for(cfg)
     batch_size = max(1, cfg.TEST.BATCH_SIZE // du.get_world_size())
     data_loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False,
-                             num_workers=cfg.DATA_LOADER.NUM_WORKERS)
-    outputs = []
+                             num_workers=cfg.DATA_LOADER.NUM_WORKERS, collate_fn=collate_skipping)
+    outputs, clips = [], []
     for batch in progress(data_loader, desc):
-        outputs.append(backbone(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)).to("cpu"))
-    return BackboneOutput.cat(outputs)
+        if "inputs" in batch:
+            outputs.append(backbone(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)).to("cpu"))
+            clips.extend(batch["index"].tolist())
+    return (BackboneOutput.cat(outputs) if outputs else None), clips
 
 
-def build_feature_cache(backbone, dataset, indices: List[int], cfg: CfgNode) -> Tuple[BackboneOutput, Dict[int, int]]:
-    """Extract every clip of `indices` once, split among ranks, and gather the result on all ranks.
+def extract_features(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
+                     desc: str = "features") -> BackboneOutput:
+    """Backbone outputs (on CPU) of `dataset[i]` for `indices`, in that order, computed by this process;
+    raises when a clip cannot be read."""
+    features, clips = _extract_readable(backbone, dataset, indices, cfg, desc)
+    if len(clips) != len(indices):
+        raise RuntimeError(f"{len(indices) - len(clips)} of {len(indices)} clips could not be read (their paths "
+                           f"are in the warnings above)")
+    return features
 
-    Returns the features and the row of each dataset index in them."""
+
+def build_feature_cache(backbone, dataset, indices: List[int], cfg: CfgNode
+                        ) -> Tuple[Optional[BackboneOutput], Dict[int, int]]:
+    """Extract every clip of `indices` (dataset of one view per clip) once, split among ranks, and
+    gather the result on all ranks.
+
+    Returns the features (None when no clip could be read) and the row of each readable clip in them;
+    unreadable clips have no row."""
     rank, world = du.get_rank(), du.get_world_size()
     mine = indices[rank::world]
-    features = extract_features(backbone, dataset, mine, cfg, "feature cache") if mine else None
-    gathered = du.all_gather_object((mine, features))
-    order = [i for part, _ in gathered for i in part]
-    features = BackboneOutput.cat([f for _, f in gathered if f is not None])
-    return features, {clip: row for row, clip in enumerate(order)}
+    gathered = du.all_gather_object(_extract_readable(backbone, dataset, mine, cfg, "feature cache"))
+    order = [i for _, part in gathered for i in part]
+    parts = [f for f, _ in gathered if f is not None]
+    return (BackboneOutput.cat(parts) if parts else None), {clip: row for row, clip in enumerate(order)}
 
 
-def _episode_accuracy(head, support: BackboneOutput, query: BackboneOutput, episode: Episode,
-                      class_names, device: torch.device) -> float:
+def episode_accuracy(head, support: BackboneOutput, query: BackboneOutput, episode: Episode,
+                     class_names, device: torch.device) -> float:
+    """Fraction of `episode`'s queries that `head` classifies right, from the support [N*K] and query
+    [N*Q] features (`class_names`: the episode classes' names, for heads that read class text)."""
     support_labels = torch.as_tensor(episode.support_labels, device=device)
     query_labels = torch.as_tensor(episode.query_labels, device=device)
     out = head(support.to(device), support_labels, query.to(device), episode.n_way, class_text=class_names)
     return (out["logits"].argmax(1) == query_labels).float().mean().item()
 
 
-def _class_names(dataset, episode: Episode):
+def episode_class_names(dataset, episode: Episode) -> Optional[List[str]]:
+    """Names of `episode`'s classes in episode order (None when `dataset` has no class names)."""
     names = getattr(dataset, "class_names", None)
     return [names[c] for c in episode.class_ids] if names else None
 
 
+def _episode_features(backbone, dataset, episode: Episode, cfg: CfgNode, device: torch.device,
+                      unreadable: Set[int]) -> Optional[Tuple[BackboneOutput, BackboneOutput]]:
+    """(support, query) features of `episode` computed from its clips; None when one cannot be read
+    (its index is added to `unreadable`)."""
+    items = {i: dataset[i] for i in (*episode.support, *episode.query)}
+    bad = {i for i, item in items.items() if isinstance(item, SkippedItem)}
+    unreadable.update(bad)
+    if bad:
+        return None
+    return tuple(backbone(inputs_to(default_collate([items[i] for i in clips])["inputs"], device,
+                                    cfg.TRAIN.CHANNELS_LAST))
+                 for clips in (episode.support, episode.query))
+
+
 @torch.no_grad()
-def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode) -> List[float]:
-    """Accuracy of each episode of `episodes` (this process's share), in order."""
+def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode,
+                 unreadable: Optional[Set[int]] = None) -> List[Optional[float]]:
+    """Accuracy of each episode of `episodes` (this process's share), in order; None for an episode
+    that needs a clip that cannot be read (dropped). The indices of such clips are added to `unreadable`
+    when given."""
     device = device_for(cfg)
     backbone.eval()
     head.eval()
+    unreadable = set() if unreadable is None else unreadable
     if cfg.FEW_SHOT.USE_FEATURE_CACHE:
         needed = sorted({i for ep in episodes for i in (*ep.support, *ep.query)})
         needed = sorted({i for part in du.all_gather_object(needed) for i in part})
         features, rows = build_feature_cache(backbone, dataset, needed, cfg)
+        unreadable.update(set(needed) - set(rows))
     accs = []
     for episode in progress(episodes, "episodes"):
-        if cfg.FEW_SHOT.USE_FEATURE_CACHE:
-            support = features.index(torch.as_tensor([rows[i] for i in episode.support]))
-            query = features.index(torch.as_tensor([rows[i] for i in episode.query]))
+        if not cfg.FEW_SHOT.USE_FEATURE_CACHE:
+            parts = _episode_features(backbone, dataset, episode, cfg, device, unreadable)
+        elif unreadable.isdisjoint((*episode.support, *episode.query)):
+            parts = tuple(features.index(torch.as_tensor([rows[i] for i in clips]))
+                          for clips in (episode.support, episode.query))
         else:
-            support, query = (
-                backbone(inputs_to(default_collate([dataset[i] for i in clips])["inputs"], device,
-                                   cfg.TRAIN.CHANNELS_LAST))
-                for clips in (episode.support, episode.query)
-            )
-        accs.append(_episode_accuracy(head, support, query, episode, _class_names(dataset, episode), device))
+            parts = None
+        accs.append(None if parts is None else
+                    episode_accuracy(head, *parts, episode, episode_class_names(dataset, episode), device))
     return accs
 
 
-def _save_outputs(cfg: CfgNode, episodes: List[Episode], accs: List[float], summary: Dict) -> None:
+def _save_outputs(cfg: CfgNode, episodes: List[Episode], accs: List[Optional[float]], summary: Dict) -> None:
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     record = {"summary": summary, "episodes": [
         {"index": ep.index, "class_ids": list(map(int, ep.class_ids)), "acc": acc} for ep, acc in zip(episodes, accs)
@@ -117,7 +182,7 @@ def _save_outputs(cfg: CfgNode, episodes: List[Episode], accs: List[float], summ
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.hist(np.asarray(accs) * 100, bins=20, range=(0, 100), color="#4477aa")
+    ax.hist(np.asarray([a for a in accs if a is not None]) * 100, bins=20, range=(0, 100), color="#4477aa")
     ax.set_xlabel("episode accuracy (%)")
     ax.set_ylabel("episodes")
     ax.set_title(f"{summary['way']}-way {summary['shot']}-shot: {summary['acc']:.2f} ± {summary['ci95']:.2f}")
@@ -127,7 +192,10 @@ def _save_outputs(cfg: CfgNode, episodes: List[Episode], accs: List[float], summ
 
 
 def episodic_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
-    """Run the configured episodes and report `acc = XX.XX ± Y.YY (95% CI, N episodes)`."""
+    """Run the configured episodes and report `acc = XX.XX ± Y.YY (95% CI, N episodes)`.
+
+    An episode that needs an unreadable clip is dropped: the accuracy is over the other episodes
+    (`episodes` in the summary), which also counts `dropped_episodes` and `skipped_clips`."""
     dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT)
     if len(dataset) != len(dataset.labels):
         raise ValueError(
@@ -136,15 +204,24 @@ def episodic_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     episodes = episodes_for_cfg(cfg, dataset.labels)
     backbone, head = fewshot_parts(model, cfg)
     mine = split_for_rank(episodes, du.get_rank(), du.get_world_size())
-    accs = run_episodes(backbone, head, dataset, mine, cfg)
-    gathered = du.all_gather_object([(ep.index, acc) for ep, acc in zip(mine, accs)])
-    by_index = dict(pair for part in gathered for pair in part)
+    unreadable: Set[int] = set()
+    accs = run_episodes(backbone, head, dataset, mine, cfg, unreadable)
+    gathered = du.all_gather_object(([(ep.index, acc) for ep, acc in zip(mine, accs)], sorted(unreadable)))
+    by_index = dict(pair for part, _ in gathered for pair in part)
+    skipped = sorted({i for _, part in gathered for i in part})
     ordered = [by_index[ep.index] for ep in episodes]
+    evaluated = [acc for acc in ordered if acc is not None]
+    if not evaluated:
+        raise RuntimeError(f"no episode could be evaluated: every one of the {len(episodes)} episodes needs one of "
+                           f"the {len(skipped)} unreadable clips (dataset indices {skipped[:10]})")
     meter = EpisodeMeter(cfg.FEW_SHOT.WAY, cfg.FEW_SHOT.SHOT, cfg.FEW_SHOT.QUERY)
-    meter.update(ordered)
-    summary = meter.summary()
+    meter.update(evaluated)
+    summary = dict(meter.summary(), dropped_episodes=len(ordered) - len(evaluated), skipped_clips=len(skipped))
     if du.is_master_proc():
         log_json_stats(summary)
+        if skipped:
+            logger.warning("%d of %d episodes dropped: they need one of %d unreadable clips (dataset indices %s)",
+                           summary["dropped_episodes"], len(episodes), len(skipped), skipped[:10])
         logger.info("acc = %.2f ± %.2f (95%% CI, %d episodes)", summary["acc"], summary["ci95"], summary["episodes"])
         _save_outputs(cfg, episodes, ordered, summary)
     return summary

@@ -35,8 +35,13 @@ class SupervisedProtocol:
 
     @staticmethod
     def skipped(batch: Dict) -> int:
-        """Unreadable samples that the batch's items replaced."""
-        return int(batch["meta"]["skipped"].sum())
+        """Unreadable samples that the batch's items replaced (training) or that it left out."""
+        return int(batch["skipped"])
+
+    @staticmethod
+    def is_empty(batch: Dict) -> bool:
+        """True for an evaluation batch whose every sample was unreadable (only a `skipped` count)."""
+        return "inputs" not in batch
 
 
 class EpisodicProtocol:
@@ -76,6 +81,11 @@ class EpisodicProtocol:
     @staticmethod
     def skipped(batch: Dict) -> int:
         return int(batch["skipped"])
+
+    @staticmethod
+    def is_empty(batch: Dict) -> bool:
+        """Episodes always hold their clips (unreadable ones are replaced within the class)."""
+        return False
 
 
 PROTOCOLS = {"supervised": SupervisedProtocol, "episodic": EpisodicProtocol}

@@ -1,5 +1,7 @@
 """Testing entry: load the test checkpoint, then run the protocol named by `TEST.PROTOCOL`."""
-from typing import Callable, Dict
+import os
+import pickle
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -12,7 +14,7 @@ from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, setup_logging
 from ego_fsar.utils.meters import TestMeter
 
-from .common import channels_last_3d, inputs_to, labels_to, progress
+from .common import channels_last_3d, inputs_to, progress
 from .fewshot_test import episodic_test
 
 logger = get_logger(__name__)
@@ -24,10 +26,46 @@ _ACTIVATIONS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def _batch_scores(model: torch.nn.Module, batch: Dict, act: Callable, views: int, cfg: CfgNode,
+                  device: torch.device) -> Optional[Tuple]:
+    """(scores [B, C] or {task: [B, C_task]}, labels, clip ids [B]) on the CPU of a batch's readable
+    items (clip id = clip index * views: the meter groups items by clip_id // views); None without any."""
+    if "inputs" not in batch:
+        return None
+    outputs = model(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST))
+    labels = batch["label"]
+    if isinstance(labels, dict):
+        scores = {k: act(outputs[k].float()).cpu() for k in labels}
+    else:
+        scores = act(outputs["logits"].float()).cpu()
+    return scores, labels, batch["index"] * views
+
+
+def _save_results(cfg: CfgNode, meter: TestMeter) -> None:
+    """Pickle [scores, labels] per video (see TestMeter.video_results) to OUTPUT_DIR/TEST.SAVE_RESULTS_PATH,
+    through a temporary file renamed over it."""
+    path = os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump(list(meter.video_results()), f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    logger.info("Saved the per-video test scores and labels to %s", path)
+
+
 @torch.no_grad()
 def multiview_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     """PySlowFast's multi-view test: NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS views per clip, scores
-    activated by MODEL.HEAD_ACT and combined per clip by DATA.ENSEMBLE_METHOD."""
+    activated by MODEL.HEAD_ACT and combined per clip by DATA.ENSEMBLE_METHOD.
+
+    A view that cannot be read is skipped (see datasets.utils): a dataset clip (the meter's "video")
+    is scored on the views it got and left out when it got none; the record counts them
+    (`videos_evaluated`, `videos_skipped`, `clips_skipped` = unreadable views). With
+    TEST.SAVE_RESULTS_PATH, the master process also pickles the per-video [scores, labels]."""
     if hasattr(du.unwrap(model), "fewshot_head"):
         raise ValueError(f"TEST.PROTOCOL multiview scores a classifier; MODEL.MODEL_NAME {cfg.MODEL.MODEL_NAME} "
                          f"classifies episodes: use TEST.PROTOCOL episodic")
@@ -40,18 +78,21 @@ def multiview_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     meter = TestMeter(num_videos, views, cfg.MODEL.NUM_CLASSES, cfg.DATA.ENSEMBLE_METHOD, cfg.DATA.MULTI_LABEL)
     model.eval()
     for batch in progress(test_loader, "test"):
-        outputs = model(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST))
-        labels = labels_to(batch["label"], device)
-        clip_ids = batch["index"].to(device) * views  # the meter groups items by clip_id // views
-        if isinstance(labels, dict):
-            preds = {k: act(outputs[k].float()) for k in labels}
-            gathered = {k: du.all_gather_cat(v) for k, v in preds.items()}
-            labels = {k: du.all_gather_cat(v) for k, v in labels.items()}
-        else:
-            gathered = du.all_gather_cat(act(outputs["logits"].float()))
-            labels = du.all_gather_cat(labels)
-        meter.update_stats(gathered, labels, du.all_gather_cat(clip_ids))
-    return meter.finalize_metrics() if du.is_master_proc() else {}
+        # Ranks may keep different numbers of items: gather objects, not equal-shape tensors.
+        part = (batch["skipped"], _batch_scores(model, batch, act, views, cfg, device))
+        for skipped, scores in du.all_gather_object(part):
+            meter.add_skipped(skipped)
+            if scores is not None:
+                meter.update_stats(*scores)
+    if not du.is_master_proc():
+        return {}
+    stats = meter.finalize_metrics()
+    if stats["clips_skipped"]:
+        logger.warning("%d unreadable test clips (views) were skipped: %d of %d videos evaluated, %d left out",
+                       stats["clips_skipped"], stats["videos_evaluated"], num_videos, stats["videos_skipped"])
+    if cfg.TEST.SAVE_RESULTS_PATH:
+        _save_results(cfg, meter)
+    return stats
 
 
 _PROTOCOLS = {"multiview": multiview_test, "episodic": episodic_test}

@@ -1,10 +1,11 @@
 """Training (PySlowFast's train_net) for every protocol (supervised batches or episodes): epochs,
 periodic validation with a best-on-val checkpoint, periodic checkpoints, auto-resume, mixed
 precision, gradient accumulation and clipping."""
-import os
-from typing import Dict
+from typing import Dict, List
 
 import torch
+from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from fvcore.common.config import CfgNode
 from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 
@@ -24,6 +25,7 @@ from ego_fsar.utils.logging import get_logger, log_json_stats, setup_logging
 from ego_fsar.utils.meters import TrainMeter, ValMeter
 from ego_fsar.utils.tensorboard import TensorboardWriter
 
+from .best_checkpoint import BestCheckpoint
 from .common import channels_last_3d, progress
 from .protocols import get_protocol
 
@@ -45,6 +47,16 @@ def _error_stats(outputs: Dict[str, torch.Tensor], labels, cfg: CfgNode) -> Dict
     return {k: v.item() for k, v in zip(stats, values)}
 
 
+def _check_finite(tensors: List[torch.Tensor], what: str, cur_epoch: int, cur_iter: int) -> None:
+    """Raise FloatingPointError (naming epoch and iteration) if any of `tensors` holds a NaN or inf.
+
+    The max-abs norm cannot overflow, so it is finite exactly when every element is."""
+    if tensors and not torch.isfinite(nn.utils.get_total_norm(tensors, norm_type=float("inf"))):
+        raise FloatingPointError(
+            f"non-finite {what} at epoch {cur_epoch + 1}, iteration {cur_iter + 1}: stopping before a "
+            f"checkpoint is written (lower SOLVER.BASE_LR or set SOLVER.CLIP_GRAD_L2NORM)")
+
+
 def _update(meter, stats: Dict[str, float], *args) -> None:
     """Pass top1/top5 errors positionally and every other statistic as extra_stats."""
     stats = dict(stats)
@@ -53,7 +65,8 @@ def _update(meter, stats: Dict[str, float], *args) -> None:
 
 def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMeter, cur_epoch: int,
                 cfg: CfgNode, policy, writer: TensorboardWriter, device: torch.device, protocol) -> Dict:
-    """One epoch of training. Raises FloatingPointError (naming epoch and iteration) on a NaN/Inf loss."""
+    """One epoch of training. Raises FloatingPointError (naming epoch and iteration) at the first
+    non-finite loss, gradient (unless a GradScaler skips such steps) or weight."""
     model.train()
     freeze_norm_statistics(model)
     data_size = _iters(data_loader, cfg)
@@ -78,8 +91,11 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
         scaler.scale(loss / accum).backward()
         if (cur_iter + 1) % accum == 0 or cur_iter + 1 == data_size:
             scaler.unscale_(optimizer)
+            if not scaler.is_enabled():
+                _check_finite([p.grad for p in params if p.grad is not None], "gradients", cur_epoch, cur_iter)
             optim.clip_gradients(params, cfg)
             scaler.step(optimizer)
+            _check_finite(params, "weights", cur_epoch, cur_iter)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
         (loss_value,) = du.all_reduce([loss.detach().float().cpu()])
@@ -93,32 +109,61 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
         meter.iter_tic()
     stats = meter.log_epoch_stats(cur_epoch)
     meter.reset()
-    _report_skipped(skipped, cur_epoch)
+    _report_skipped(skipped, cur_epoch, cfg.DATA.TRAIN_SPLIT, "replaced")
     return stats
 
 
-def _report_skipped(skipped: int, cur_epoch: int) -> None:
-    """Log how many unreadable samples were replaced this epoch (summed over processes)."""
+def _report_skipped(skipped: int, cur_epoch: int, split: str, action: str) -> int:
+    """Log how many unreadable samples were `action` ("replaced", "left out") this epoch, summed
+    over processes; returns that total."""
     (total,) = du.all_reduce([torch.tensor(float(skipped))], average=False)
-    if total.item() > 0:
-        logger.warning("Epoch %d: %d unreadable samples were skipped and replaced (see the warnings "
-                       "above for their paths)", cur_epoch + 1, int(total.item()))
-        log_json_stats({"_type": "data_skipped", "epoch": cur_epoch + 1, "skipped": int(total.item())})
+    total = int(total.item())
+    if total > 0:
+        logger.warning("Epoch %d: %d unreadable %s samples were %s (see the warnings above for their paths)",
+                       cur_epoch + 1, total, split, action)
+        log_json_stats({"_type": "data_skipped", "epoch": cur_epoch + 1, "split": split, "skipped": total})
+    return total
+
+
+def _val_part(model, batch: Dict, device: torch.device, cfg: CfgNode, protocol) -> Dict:
+    """This process's share of a validation batch: its size `n`, and either its per-task top-1/top-5
+    errors (%) or, with DATA.MULTI_LABEL, its sigmoid scores and multi-hot labels (CPU)."""
+    if protocol.is_empty(batch):
+        return {"n": 0}
+    outputs, labels, n = protocol.forward(model, batch, device, cfg)
+    if cfg.DATA.MULTI_LABEL:
+        return {"n": n, "scores": torch.sigmoid(outputs["logits"].float()).cpu(), "labels": labels.float().cpu()}
+    errors = metrics.task_topk_errors(outputs, labels, (1, 5))
+    return {"n": n, "errors": {k: v.item() for k, v in errors.items()}}
 
 
 @torch.no_grad()
 def eval_epoch(data_loader, model, meter: ValMeter, cur_epoch: int, cfg: CfgNode,
                device: torch.device, protocol) -> Dict:
-    """Top-1/top-5 error on the validation split (single view per clip, or val episodes)."""
+    """Top-1/top-5 error on the validation split (single view per clip, or val episodes), or mAP
+    with DATA.MULTI_LABEL. Each batch's shares are gathered from every process (they may differ in
+    size: unreadable clips are left out and counted) and weighted by their sizes."""
     model.eval()
+    skipped = 0
     meter.iter_tic()
-    for batch in progress(data_loader, f"val {cur_epoch + 1}"):
+    for cur_iter, batch in enumerate(progress(data_loader, f"val {cur_epoch + 1}")):
         meter.data_toc()
-        outputs, labels, batch_size = protocol.forward(model, batch, device, cfg)
+        skipped += protocol.skipped(batch)
+        parts = [p for p in du.all_gather_object(_val_part(model, batch, device, cfg, protocol)) if p["n"]]
         meter.iter_toc()
-        _update(meter, _error_stats(outputs, labels, cfg), batch_size * du.get_world_size())
+        if parts:
+            total = sum(p["n"] for p in parts)
+            if cfg.DATA.MULTI_LABEL:
+                meter.update_predictions(torch.cat([p["scores"] for p in parts]), torch.cat([p["labels"] for p in parts]))
+            errors = {k: sum(p["errors"][k] * p["n"] for p in parts) / total for k in parts[0].get("errors", {})}
+            _update(meter, errors, total)
+        meter.log_iter_stats(cur_epoch, cur_iter)
         meter.iter_tic()
-    stats = meter.log_epoch_stats(cur_epoch)
+    skipped = _report_skipped(skipped, cur_epoch, cfg.DATA.VAL_SPLIT, "left out")
+    if meter.num_samples == 0:
+        raise RuntimeError(f"no sample of the validation split {cfg.DATA.VAL_SPLIT!r} could be read "
+                           f"(epoch {cur_epoch + 1}); see the warnings above for the paths")
+    stats = meter.log_epoch_stats(cur_epoch, skipped)
     meter.reset()
     return stats
 
@@ -129,6 +174,17 @@ def _precise_bn(data_loader, model, cfg: CfgNode, device: torch.device, protocol
         return
     batches = (protocol.bn_inputs(batch, device, cfg) for batch in data_loader)
     update_bn_stats(model, batches, min(cfg.BN.NUM_BATCHES_PRECISE, len(data_loader)))
+
+
+def wrap_ddp(model: nn.Module, cfg: CfgNode, device: torch.device) -> nn.parallel.DistributedDataParallel:
+    """`model` in DistributedDataParallel over the current process group; gradients are all-reduced in
+    fp16 (torch's compression hook) with MODEL.FP16_ALLREDUCE."""
+    ids = [device.index] if device.type == "cuda" else None
+    model = nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids and ids[0],
+                                                find_unused_parameters=True)
+    if cfg.MODEL.FP16_ALLREDUCE:
+        model.register_comm_hook(state=None, hook=default_hooks.fp16_compress_hook)
+    return model
 
 
 def build_train_model(cfg: CfgNode):
@@ -144,9 +200,7 @@ def build_train_model(cfg: CfgNode):
     policy = amp_policy(cfg, device)
     scaler = make_grad_scaler(policy)
     if du.get_world_size() > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids and ids[0],
-                                                          find_unused_parameters=True)
+        model = wrap_ddp(model, cfg, device)
     return model, optimizer, scaler, policy, device
 
 
@@ -169,29 +223,24 @@ def train(cfg: CfgNode) -> torch.nn.Module:
     if start_epoch >= cfg.SOLVER.MAX_EPOCH:
         logger.warning("Nothing to train: the checkpoint ends at epoch %d >= SOLVER.MAX_EPOCH %d (set "
                        "TRAIN.CHECKPOINT_EPOCH_RESET True to fine-tune from it)", start_epoch, cfg.SOLVER.MAX_EPOCH)
-    best_err = cu.best_val_error(cfg.OUTPUT_DIR)
+    best = BestCheckpoint(cfg) if val_loader is not None else None
     for cur_epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
         loader.shuffle_dataset(train_loader, cur_epoch)
         stats = train_epoch(train_loader, model, optimizer, scaler, criterion, train_meter, cur_epoch,
                             cfg, policy, writer, device, protocol)
-        writer.add_scalars({"Train/epoch_loss": stats.get("loss"), "Train/epoch_top1_err": stats.get("top1_err")},
-                           cur_epoch)
+        writer.add_scalars({f"Train/epoch_{k}": v for k, v in stats.items()}, cur_epoch)
         if cfg.BN.USE_PRECISE_STATS:
             _precise_bn(train_loader, model, cfg, device, protocol)
-        if cu.is_checkpoint_epoch(cfg, cur_epoch):
-            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg, scaler)
         if val_loader is not None and ((cur_epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0
                                        or cur_epoch + 1 == cfg.SOLVER.MAX_EPOCH):
             val_stats = eval_epoch(val_loader, model, val_meter, cur_epoch, cfg, device, protocol)
-            writer.add_scalars({"Val/top1_err": val_stats.get("top1_err")}, cur_epoch)
-            if val_stats.get("top1_err") is not None and val_stats["top1_err"] < best_err:
-                best_err = val_stats["top1_err"]
-                cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg, scaler,
-                                   path=os.path.join(cu.get_checkpoint_dir(cfg.OUTPUT_DIR), cu.BEST_CHECKPOINT),
-                                   extra={"val_top1_err": best_err})
+            writer.add_scalars({f"Val/{k}": v for k, v in val_stats.items()}, cur_epoch)
+            best.step(val_stats, model, optimizer, cur_epoch, scaler)
+        if cu.is_checkpoint_epoch(cfg, cur_epoch):  # after validation: a resumed run continues from here
+            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, cur_epoch, cfg, scaler)
     writer.close()
     du.synchronize()
     return du.unwrap(model)
 
 
-__all__ = ["train", "train_epoch", "eval_epoch", "build_train_model"]
+__all__ = ["train", "train_epoch", "eval_epoch", "build_train_model", "wrap_ddp"]

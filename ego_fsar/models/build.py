@@ -46,7 +46,7 @@ def build_head(cfg, name: str = "", in_dim: int = None) -> torch.nn.Module:
 def build_model(cfg, gpu_id: int = None) -> torch.nn.Module:
     """Build `MODEL.MODEL_NAME` and move it to this process's device (CPU when NUM_GPUS is 0).
 
-    Data-parallel wrapping is done by the engine (see `ego_fsar.utils.distributed.wrap_ddp`).
+    Data-parallel wrapping is done by the engine (see `ego_fsar.engine.trainer.build_train_model`).
     """
     model = MODEL_REGISTRY.get(cfg.MODEL.MODEL_NAME)(cfg)
     if cfg.NUM_GPUS > 0:

@@ -55,15 +55,21 @@ def get_lr_func(lr_policy: str) -> LrPolicy:
     return LR_POLICIES[lr_policy]
 
 
+def get_warmup_start_lr(cfg) -> float:
+    """SOLVER.BASE_LR * SOLVER.WARMUP_FACTOR when the factor is set, else SOLVER.WARMUP_START_LR."""
+    factor = cfg.SOLVER.WARMUP_FACTOR
+    return cfg.SOLVER.WARMUP_START_LR if factor is None else cfg.SOLVER.BASE_LR * factor
+
+
 def get_lr_at_epoch(cfg, cur_epoch: float) -> float:
     """Learning rate at (fractional) epoch `cur_epoch` under SOLVER.LR_POLICY.
 
-    Before SOLVER.WARMUP_EPOCHS the rate rises linearly from SOLVER.WARMUP_START_LR to the policy's
-    value at SOLVER.WARMUP_EPOCHS (PySlowFast's warm-up).
+    Before SOLVER.WARMUP_EPOCHS the rate rises linearly from `get_warmup_start_lr(cfg)` to the
+    policy's value at SOLVER.WARMUP_EPOCHS (PySlowFast's warm-up).
     """
     policy = get_lr_func(cfg.SOLVER.LR_POLICY)
     warmup = cfg.SOLVER.WARMUP_EPOCHS
     if cur_epoch < warmup:
-        start = cfg.SOLVER.WARMUP_START_LR
+        start = get_warmup_start_lr(cfg)
         return start + (policy(cfg, warmup) - start) * cur_epoch / warmup
     return policy(cfg, cur_epoch)

@@ -2,13 +2,23 @@
 
 - `NUM_GPUS 0`: CPU. One process, or `NUM_CPU_PROCS` processes joined with gloo (so DDP runs on a
   CPU-only machine). Never calls CUDA.
-- `NUM_GPUS N`: N processes per node (one per GPU) with NCCL; `NUM_SHARDS`/`SHARD_ID`/`--init_method`
-  across nodes.
+- `NUM_GPUS N`: N processes per node (one per GPU) with NCCL; `NUM_SHARDS`/`SHARD_ID`/`INIT_METHOD`
+  (`--init_method`) across nodes. Fails before starting anything when the node has fewer GPUs.
 - Inside `torchrun` / `torch.distributed.launch` (RANK, LOCAL_RANK, WORLD_SIZE in the environment):
   this process joins that job through `env://` and runs `func` once.
+
+Collectives wait at most `DIST.TIMEOUT_S`. A process whose `func` raises writes the error to
+OUTPUT_DIR/stdout.log, leaves the process group without waiting for the others and exits non-zero;
+the launcher (torchrun or `mp.spawn`) then ends the other processes. Spawned processes end when their
+launcher ends (Linux), and their data-loader workers when they end.
 """
 import atexit
+import ctypes
+import datetime
 import os
+import signal
+import socket
+import sys
 from typing import Callable
 
 import torch
@@ -16,7 +26,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from fvcore.common.config import CfgNode
 
+from .logging import log_fatal_error
+
 _TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+_PR_SET_PDEATHSIG = 1
 
 
 def procs_per_node(cfg: CfgNode) -> int:
@@ -27,49 +40,102 @@ def in_torchrun() -> bool:
     return all(v in os.environ for v in _TORCHRUN_VARS)
 
 
-def _backend(cfg: CfgNode) -> str:
-    return "gloo" if cfg.NUM_GPUS == 0 else cfg.DIST_BACKEND
+def check_gpus(cfg: CfgNode, needed: int) -> None:
+    """Raise unless this node has `needed` CUDA devices (nothing to check, and no CUDA call, for NUM_GPUS 0)."""
+    if cfg.NUM_GPUS == 0:
+        return
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found < needed:
+        hint = " (CUDA is not available): set NUM_GPUS 0 to run on the CPU (NUM_CPU_PROCS N for N processes)"
+        raise RuntimeError(f"NUM_GPUS {cfg.NUM_GPUS} needs {needed} CUDA device(s) on this node, found {found}"
+                           + (hint if found == 0 else ""))
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that no process listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def resolve_init_method(cfg: CfgNode) -> str:
+    """cfg.INIT_METHOD, with "auto" replaced by tcp://127.0.0.1:<a free port> (one node only)."""
+    if cfg.INIT_METHOD != "auto":
+        return cfg.INIT_METHOD
+    if cfg.NUM_SHARDS > 1:
+        raise ValueError(f"INIT_METHOD auto works on one node only; with NUM_SHARDS {cfg.NUM_SHARDS} pass "
+                         "--init_method tcp://<host of shard 0>:<port> on every node")
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 def _leave_group() -> None:
-    """Wait for every process, then leave the process group (at the end of a torchrun process)."""
+    """Wait for every process, then leave the process group (at the end of a torchrun process whose
+    jobs all succeeded: a failed job has left the group already)."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
 
 
+def _run_job(func: Callable, cfg: CfgNode) -> None:
+    """Run `func(cfg=cfg)`; an error is written to OUTPUT_DIR/stdout.log (see log_fatal_error) and re-raised."""
+    try:
+        func(cfg=cfg)
+    except BaseException:
+        log_fatal_error(cfg.OUTPUT_DIR, getattr(func, "__name__", "job"))
+        raise
+
+
 def _run_in_group(func: Callable, cfg: CfgNode, local_rank: int, keep_group: bool = False, **group) -> None:
     """Join the process group (`group`: init_process_group arguments) unless already in it, pick the
     device, run `func(cfg=cfg)`. The group is left afterwards, or with `keep_group` when the process
-    exits (so that several jobs of one process, e.g. run_net's training and testing, share it)."""
+    exits (so that several jobs of one process, e.g. run_net's training and testing, share it). On an
+    error the group is left at once, without a barrier the other processes may never reach."""
     if not dist.is_initialized():
-        dist.init_process_group(backend=_backend(cfg), **group)
+        dist.init_process_group(backend="gloo" if cfg.NUM_GPUS == 0 else cfg.DIST_BACKEND,
+                                timeout=datetime.timedelta(seconds=cfg.DIST.TIMEOUT_S), **group)
         if keep_group:
             atexit.register(_leave_group)
     try:
         if cfg.NUM_GPUS > 0:
             torch.cuda.set_device(local_rank)
-        func(cfg=cfg)
-    finally:
-        if not keep_group:
+        _run_job(func, cfg)
+    except BaseException:
+        if dist.is_initialized():
             dist.destroy_process_group()
+        raise
+    if not keep_group:
+        dist.destroy_process_group()
+
+
+def _end_with_launcher(launcher_pid: int) -> None:
+    """Have the kernel kill this process when its launcher ends (Linux; elsewhere a no-op). SIGKILL, not
+    the SIGINT of torch's spawn, which a process waiting in a collective acts on only when the wait ends."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != launcher_pid:  # the launcher ended before prctl
+        os._exit(1)
 
 
 def _run(local_rank: int, num_proc: int, func: Callable, init_method: str, shard_id: int,
-         num_shards: int, cfg: CfgNode) -> None:
+         num_shards: int, cfg: CfgNode, launcher_pid: int) -> None:
     """Entry of one spawned process."""
+    _end_with_launcher(launcher_pid)
     _run_in_group(func, cfg, local_rank, init_method=init_method, world_size=num_proc * num_shards,
                   rank=shard_id * num_proc + local_rank)
 
 
-def launch_job(cfg: CfgNode, init_method: str, func: Callable, daemon: bool = False) -> None:
+def launch_job(cfg: CfgNode, func: Callable, daemon: bool = False) -> None:
     """Run `func(cfg=cfg)` on every process of this job (see the module docstring)."""
     if in_torchrun():
-        _run_in_group(func, cfg, int(os.environ["LOCAL_RANK"]), keep_group=True, init_method="env://")
+        local_rank = int(os.environ["LOCAL_RANK"])
+        check_gpus(cfg, local_rank + 1)
+        _run_in_group(func, cfg, local_rank, keep_group=True, init_method="env://")
         return
     num_proc = procs_per_node(cfg)
+    check_gpus(cfg, num_proc)
     if num_proc * cfg.NUM_SHARDS > 1:
-        mp.spawn(_run, nprocs=num_proc, daemon=daemon,
-                 args=(num_proc, func, init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, cfg))
+        mp.spawn(_run, nprocs=num_proc, daemon=daemon, args=(num_proc, func, resolve_init_method(cfg),
+                                                              cfg.SHARD_ID, cfg.NUM_SHARDS, cfg, os.getpid()))
     else:
-        func(cfg=cfg)
+        _run_job(func, cfg)

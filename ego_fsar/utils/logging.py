@@ -2,12 +2,14 @@
 import logging
 import os
 import sys
+import traceback
 from typing import Dict, Optional
 
 import simplejson
 
 from . import distributed as du
 
+LOG_FILE = "stdout.log"
 _FORMAT = "[%(asctime)s][%(levelname)s] %(name)s:%(lineno)d: %(message)s"
 JSON_STATS_FILE = "json_stats.log"
 _state = {"output_dir": None}
@@ -30,9 +32,22 @@ def setup_logging(output_dir: Optional[str] = None) -> None:
     _state["output_dir"] = output_dir
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
-        file_handler = logging.FileHandler(os.path.join(output_dir, "stdout.log"))
+        file_handler = logging.FileHandler(os.path.join(output_dir, LOG_FILE))
         file_handler.setFormatter(fmt)
         root.addHandler(file_handler)
+
+
+def log_fatal_error(output_dir: Optional[str], what: str) -> None:
+    """Append the exception being handled (traceback) and a last line `[rank R] <what> failed: <error>`
+    to `output_dir`/stdout.log, from any rank (only the master's log handlers write to that file), and
+    print the last line to stderr."""
+    error = traceback.format_exception_only(*sys.exc_info()[:2])[-1].strip().replace("\n", " ")
+    line = f"[rank {du.get_rank()}] {what} failed: {error}"
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, LOG_FILE), "a") as f:
+            f.write(f"{traceback.format_exc()}{line}\n")
+    print(line, file=sys.stderr, flush=True)
 
 
 def get_logger(name: str) -> logging.Logger:

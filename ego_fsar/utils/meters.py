@@ -20,6 +20,8 @@ from .logging import get_logger, log_json_stats
 logger = get_logger(__name__)
 
 Scalar = Union[float, torch.Tensor]
+# Per-iteration times in the stats: whole iteration, data loading, network (forward/backward/step).
+_TIMES = ("dt", "dt_data", "dt_net")
 
 
 def gpu_mem_usage(use_cuda: bool) -> float:
@@ -77,11 +79,14 @@ class _LoopMeter:
         self.data_timer = Timer()
         self.net_timer = Timer()
         self.scalars: Dict[str, ScalarMeter] = defaultdict(lambda: ScalarMeter(cfg.LOG_PERIOD))
+        self.times: Dict[str, ScalarMeter] = {name: ScalarMeter(cfg.LOG_PERIOD) for name in _TIMES}
         self.num_samples = 0
 
     def reset(self) -> None:
-        """Forget the stats of the epoch."""
+        """Forget the stats (and iteration times) of the epoch."""
         self.scalars.clear()
+        for meter in self.times.values():
+            meter.reset()
         self.num_samples = 0
 
     def iter_tic(self) -> None:
@@ -95,9 +100,11 @@ class _LoopMeter:
         self.net_timer.reset()
 
     def iter_toc(self) -> None:
-        """The iteration is done: stop the iteration and network timers."""
+        """The iteration is done: stop the iteration and network timers and record their seconds."""
         self.iter_timer.pause()
         self.net_timer.pause()
+        for name, timer in zip(_TIMES, (self.iter_timer, self.data_timer, self.net_timer)):
+            self.times[name].add_value(timer.seconds())
 
     def _add(self, values: Mapping[str, Optional[Scalar]], mb_size: int) -> None:
         for name, value in values.items():
@@ -105,11 +112,18 @@ class _LoopMeter:
                 self.scalars[name].add_value(float(value), mb_size)
         self.num_samples += mb_size
 
-    def _timing_and_memory(self) -> Dict:
+    def _seconds(self, name: str, epoch: bool) -> float:
+        """Seconds per iteration of timer `name` (see `_TIMES`): the mean over the epoch (`epoch`) or
+        the median of the last LOG_PERIOD iterations; 0 before the first iteration."""
+        meter = self.times[name]
+        if not meter.deque:
+            return 0.0
+        return meter.get_global_avg() if epoch else meter.get_win_median()
+
+    def _timing_and_memory(self, epoch: bool) -> Dict:
+        """Seconds per iteration of each timer (see `_seconds`) and memory use."""
         return {
-            "dt": self.iter_timer.seconds(),
-            "dt_data": self.data_timer.seconds(),
-            "dt_net": self.net_timer.seconds(),
+            **{name: self._seconds(name, epoch) for name in _TIMES},
             "gpu_mem": f"{gpu_mem_usage(self._cfg.NUM_GPUS > 0):.2f}G",
             "RAM": cpu_mem_usage(),
         }
@@ -159,10 +173,10 @@ class TrainMeter(_LoopMeter):
             "_type": "train_iter",
             "epoch": f"{cur_epoch + 1}/{self._cfg.SOLVER.MAX_EPOCH}",
             "iter": f"{cur_iter + 1}/{self.epoch_iters}",
-            "eta": _eta(self.iter_timer.seconds() * (self.max_iters - done)),
+            "eta": _eta(self._seconds("dt", epoch=False) * (self.max_iters - done)),
             "lr": self.lr,
             **{name: m.get_win_median() for name, m in self.scalars.items()},
-            **self._timing_and_memory(),
+            **self._timing_and_memory(epoch=False),
         }
         log_json_stats(stats)
         return stats
@@ -172,10 +186,10 @@ class TrainMeter(_LoopMeter):
         stats = {
             "_type": "train_epoch",
             "epoch": f"{cur_epoch + 1}/{self._cfg.SOLVER.MAX_EPOCH}",
-            "eta": _eta(self.iter_timer.seconds() * (self.max_iters - (cur_epoch + 1) * self.epoch_iters)),
+            "eta": _eta(self._seconds("dt", epoch=True) * (self.max_iters - (cur_epoch + 1) * self.epoch_iters)),
             "lr": self.lr,
             **self._epoch_averages("TrainMeter"),
-            **self._timing_and_memory(),
+            **self._timing_and_memory(epoch=True),
         }
         log_json_stats(stats)
         return stats
@@ -220,15 +234,16 @@ class ValMeter(_LoopMeter):
             "_type": "val_iter",
             "epoch": f"{cur_epoch + 1}/{self._cfg.SOLVER.MAX_EPOCH}",
             "iter": f"{cur_iter + 1}/{self.epoch_iters}",
-            "eta": _eta(self.iter_timer.seconds() * (self.epoch_iters - cur_iter - 1)),
+            "eta": _eta(self._seconds("dt", epoch=False) * (self.epoch_iters - cur_iter - 1)),
             **{name: m.get_win_median() for name, m in self.scalars.items()},
-            **self._timing_and_memory(),
+            **self._timing_and_memory(epoch=False),
         }
         log_json_stats(stats)
         return stats
 
-    def log_epoch_stats(self, cur_epoch: int) -> Dict:
-        """Log and return the epoch's errors, their minima over epochs, and mAP if multi-label."""
+    def log_epoch_stats(self, cur_epoch: int, skipped: int = 0) -> Dict:
+        """Log and return the epoch's errors, their minima over epochs, mAP if multi-label, the number
+        of samples evaluated and of unreadable ones `skipped`."""
         averages = self._epoch_averages("ValMeter")
         for name, value in averages.items():
             if name.endswith("_err"):
@@ -236,9 +251,11 @@ class ValMeter(_LoopMeter):
         stats = {
             "_type": "val_epoch",
             "epoch": f"{cur_epoch + 1}/{self._cfg.SOLVER.MAX_EPOCH}",
+            "samples": self.num_samples,
+            "skipped": skipped,
             **averages,
             **{f"min_{name}": value for name, value in self.min_errs.items()},
-            **self._timing_and_memory(),
+            **self._timing_and_memory(epoch=True),
         }
         if self._cfg.DATA.MULTI_LABEL:
             if not self.all_preds:
@@ -283,6 +300,15 @@ class VideoEnsemble:
         self.video_preds.scatter_reduce_(0, vid[:, None].expand_as(preds), preds, self.reduce)
         self.clip_count.index_add_(0, vid, torch.ones_like(vid))
 
+    def scores(self) -> torch.Tensor:
+        """Ensembled scores [num_videos, num_cls] over the clips present: max, or the sum scaled to
+        num_clips clips (PySlowFast's sum when none is missing); NaN rows for videos without clips."""
+        preds = self.video_preds.clone()
+        if self.reduce == "sum":
+            preds *= self.num_clips / self.clip_count.clamp(min=1)[:, None]
+        preds[self.clip_count == 0] = float("nan")
+        return preds
+
     def check_counts(self, name: str) -> None:
         """Warn (PySlowFast-style) about videos that did not get exactly num_clips clips."""
         wrong = torch.nonzero(self.clip_count != self.num_clips).flatten()
@@ -293,6 +319,10 @@ class VideoEnsemble:
 
 class TestMeter:
     """Multi-view test: aggregate each video's clip scores, then top-k accuracy (or mAP).
+
+    Clips that could not be read are reported with `add_skipped`; a video is scored on the clips it
+    got, and one without any is left out of the metrics. The final record counts `videos_evaluated`,
+    `videos_skipped` (no clip read) and `clips_skipped`.
 
     num_cls: an int for single-task outputs; for dict outputs / labels `{task: num_cls}` (e.g.
     {"verb": 97, "noun": 300}) or a list in the label dict's key order (MODEL.NUM_CLASSES [97, 300]).
@@ -315,6 +345,7 @@ class TestMeter:
         self.multi_label = multi_label
         self.tasks: Dict[str, VideoEnsemble] = {}
         self.stats: Dict = {}
+        self.clips_skipped = 0
 
     def _task_sizes(self, tasks: List[str]) -> Dict[str, int]:
         if isinstance(self.num_cls, Mapping):
@@ -341,24 +372,48 @@ class TestMeter:
         for task, (scores, target) in pairs.items():
             self.tasks[task].update(scores, target, clip_ids)
 
-    def finalize_metrics(self, ks: Sequence[int] = (1, 5)) -> Dict:
-        """Log (`_type` "test_final") and return top-k accuracies in percent, or `map` per task."""
+    def add_skipped(self, num_clips: int) -> None:
+        """Count `num_clips` clips that could not be read (they are in no update_stats)."""
+        self.clips_skipped += num_clips
+
+    def video_results(self):
+        """(scores, labels) per video, PySlowFast's saved results: scores [num_videos, num_cls] (see
+        `VideoEnsemble.scores`; NaN for a video without clips) and labels [num_videos] (or multi-hot
+        [num_videos, num_cls]; -1 for a video without clips), or `{task: ...}` dicts of them for dict labels."""
         if not self.tasks:
-            raise RuntimeError("TestMeter.finalize_metrics called before any update_stats")
+            raise RuntimeError("TestMeter.video_results called before any update_stats")
+        results = {}
+        for task, e in self.tasks.items():
+            labels = e.video_labels.clone()
+            labels[e.clip_count == 0] = -1
+            results[task] = (e.scores(), labels)
+        if list(results) == [metrics.SINGLE_TASK]:
+            return results[metrics.SINGLE_TASK]
+        return {task: r[0] for task, r in results.items()}, {task: r[1] for task, r in results.items()}
+
+    def finalize_metrics(self, ks: Sequence[int] = (1, 5)) -> Dict:
+        """Log (`_type` "test_final") and return top-k accuracies in percent, or `map` per task, over
+        the videos that got at least one clip, with `videos_evaluated`, `videos_skipped`, `clips_skipped`."""
+        if not self.tasks:
+            raise RuntimeError(f"TestMeter.finalize_metrics called before any update_stats ({self.clips_skipped} "
+                               f"clips were skipped as unreadable)")
         for task, ensemble in self.tasks.items():
             ensemble.check_counts(task)
+        seen = next(iter(self.tasks.values())).clip_count > 0
         self.stats = {"_type": "test_final"}
         if self.multi_label:
             for task, e in self.tasks.items():
                 prefix = "" if task == metrics.SINGLE_TASK else f"{task}_"
                 self.stats[f"{prefix}map"] = 100.0 * metrics.mean_average_precision(
-                    e.video_preds.numpy(), e.video_labels.numpy()
+                    e.scores()[seen].numpy(), e.video_labels[seen].numpy()
                 )
         else:
-            preds = {task: e.video_preds for task, e in self.tasks.items()}
-            labels = {task: e.video_labels for task, e in self.tasks.items()}
+            preds = {task: e.scores()[seen] for task, e in self.tasks.items()}
+            labels = {task: e.video_labels[seen] for task, e in self.tasks.items()}
             accs = metrics.task_topk_accuracies(preds, labels, ks)
             self.stats.update({name: float(acc) for name, acc in accs.items()})
+        self.stats.update(videos_evaluated=int(seen.sum()), videos_skipped=int((~seen).sum()),
+                          clips_skipped=self.clips_skipped)
         log_json_stats(self.stats)
         return self.stats
 

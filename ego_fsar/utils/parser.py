@@ -9,9 +9,7 @@ import argparse
 import os
 from typing import List, Optional
 
-from fvcore.common.config import CfgNode
-
-from ego_fsar.config import assert_and_infer_cfg, get_cfg, merge_file, merge_list
+from ego_fsar.config import CfgNode, assert_and_infer_cfg, get_cfg
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -25,8 +23,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="KEY VALUE overrides")
     parser.add_argument("--shard_id", type=int, default=0, help="index of this node")
     parser.add_argument("--num_shards", type=int, default=1, help="number of nodes")
-    parser.add_argument("--init_method", default="tcp://localhost:9999",
-                        help="distributed init method (tcp://host:port, env://, file://...)")
+    parser.add_argument("--init_method", default=None,
+                        help="INIT_METHOD: distributed init method of spawned processes (tcp://host:port, "
+                             "file://..., auto)")
+    parser.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, default=None,
+                        help="passed by torch.distributed.launch; the job reads LOCAL_RANK from the environment")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides")
     args = parser.parse_args(argv)
     files = [f for f in args.cfg_files if f.endswith(_YAML_SUFFIXES)]
@@ -44,8 +45,8 @@ def load_config(args: argparse.Namespace, path_to_config: Optional[str] = None) 
     cfg = get_cfg()
     paths = [path_to_config] if path_to_config is not None else list(getattr(args, "cfg_files", []))
     for path in paths:
-        merge_file(cfg, path)
-    merge_list(cfg, getattr(args, "opts", []) or [])
+        cfg.merge_from_file(path)
+    cfg.merge_from_list(getattr(args, "opts", []) or [], source="command line")
     if hasattr(args, "num_shards") and hasattr(args, "shard_id"):
         if args.num_shards != 1 or args.shard_id != 0:
             cfg.NUM_SHARDS = args.num_shards

@@ -56,3 +56,38 @@ def stand_in_cfg(dataset: str, data_dir, prefix, batch_size: int = 4) -> CfgNode
     cfg.DATA_LOADER.NUM_WORKERS = 0
     cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = batch_size
     return cfg
+
+
+CHARADES_HEADER = "original_vido_id video_id frame_id path labels"
+# video: frame labels, one entry per frame
+CHARADES_VIDEOS = {"0A8ZT": ["", "", "12,97", "97", "", "3"], "1B2CD": ["", "", "", ""], "E3F4G": ["150"] * 5}
+
+
+def _charades_frame_list(videos) -> str:
+    lines = [CHARADES_HEADER]
+    for v, (name, labels) in enumerate(videos.items()):
+        lines += [f'{name} {v} {f} {name}/{name}-{f + 1:06d}.jpg "{label}"' for f, label in enumerate(labels)]
+    return "\n".join(lines) + "\n"
+
+
+def write_charades(root: str) -> CfgNode:
+    """Charades-Ego frame lists (`train_1st.csv`, `test_1st.csv`, both of CHARADES_VIDEOS) and their
+    stand-in frames under `root`; returns a config (157 classes, 4-frame 16 px clips) that reads them."""
+    split, rgb = os.path.join(root, "split"), os.path.join(root, "rgb")
+    os.makedirs(split, exist_ok=True)
+    for name in ("train_1st.csv", "test_1st.csv"):
+        with open(os.path.join(split, name), "w") as f:
+            f.write(_charades_frame_list(CHARADES_VIDEOS))
+    for v, (name, labels) in enumerate(CHARADES_VIDEOS.items()):
+        for f in range(len(labels)):
+            write_frame(os.path.join(rgb, name, f"{name}-{f + 1:06d}.jpg"), 10 * v + f)
+    cfg = get_cfg()
+    cfg.TRAIN.DATASET = cfg.TEST.DATASET = "CharadesEgo"
+    cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.PATH_PREFIX = split, rgb
+    cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE = 4, 1
+    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [24, 28], 16, 16
+    cfg.MODEL.ARCH, cfg.MODEL.NUM_CLASSES = "slow", 157
+    cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 2, 1
+    cfg.DATA_LOADER.NUM_WORKERS = 0
+    cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = 3
+    return cfg

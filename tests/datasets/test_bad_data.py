@@ -1,5 +1,6 @@
-"""Unreadable frames: logged with their path, retried with another clip (training) or raised
-(evaluation), counted per item across worker processes, and fatal past DATA_LOADER.MAX_FAILURES."""
+"""Unreadable frames: logged with their path, retried with another clip (training) or skipped after
+retries of the same clip (evaluation), counted across worker processes, and fatal past
+DATA_LOADER.MAX_FAILURES."""
 import csv
 import json
 import logging
@@ -7,10 +8,11 @@ import os
 import shutil
 
 import pytest
+import torch
 
 from ego_fsar.datasets import build_dataset, loader
 from ego_fsar.datasets.episodes import EpisodeDataset, EpisodeSampler
-from ego_fsar.datasets.utils import DecodeError, TooManyFailuresError
+from ego_fsar.datasets.utils import SkippedItem, TooManyFailuresError
 from ego_fsar.engine import trainer
 from tests.egotoy import egotoy_cfg, frame_path
 from tests.engine.test_train import tiny_train_cfg
@@ -49,8 +51,22 @@ def test_evaluation_never_swaps_clips(broken):
     cfg, paths = broken
     cfg.DATA.TRAIN_SPLIT, cfg.DATA_LOADER.MAX_RETRIES = "val", 2
     ds = build_dataset("egotoy", cfg, "train")
-    with pytest.raises(DecodeError, match=f"after 3 attempts; failed: {paths[1]}$"):
-        ds[BAD[1]]
+    assert ds[BAD[1]] == SkippedItem(BAD[1], paths[1])
+    assert ds.failures.paths == [paths[1]]
+
+
+@pytest.mark.parametrize("batch_size,workers", [(4, 2), (1, 0)])
+def test_evaluation_loader_drops_and_counts_unreadable_clips(broken, batch_size, workers):
+    cfg, _ = broken
+    cfg.DATA.TRAIN_SPLIT, cfg.TEST.BATCH_SIZE, cfg.DATA_LOADER.NUM_WORKERS = "val", batch_size, workers
+    batches = list(loader.construct_loader(cfg, "train"))
+    labels = torch.tensor(build_dataset("egotoy", cfg, "train").labels)
+    kept = [b for b in batches if "inputs" in b]
+    assert [i for b in kept for i in b["index"].tolist()] == [i for i in range(len(labels)) if i not in BAD]
+    assert all(torch.equal(b["label"], labels[b["index"]]) for b in kept)
+    assert sum(b["skipped"] for b in batches) == len(BAD)
+    if batch_size == 1:  # a batch whose only clip is unreadable holds the count alone
+        assert [b for b in batches if "inputs" not in b] == [{"skipped": 1}] * len(BAD)
 
 
 def test_too_many_failures_stop_the_run(broken):

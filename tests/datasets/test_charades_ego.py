@@ -13,40 +13,15 @@ from ego_fsar.datasets.charades_ego import read_class_names, read_frame_list
 from ego_fsar.datasets.epickitchens import AnnotationError
 from ego_fsar.datasets.loader import construct_loader
 from ego_fsar.datasets.sampling import sample_frame_indices
-from tests.datasets.stand_ins import greys_of, grey, write_frame
+from tests.datasets.stand_ins import CHARADES_HEADER as HEADER
+from tests.datasets.stand_ins import CHARADES_VIDEOS as VIDEOS
+from tests.datasets.stand_ins import grey, greys_of, write_charades
 from tests.paths import REPO_ROOT
-
-HEADER = "original_vido_id video_id frame_id path labels"
-# video: frame labels, one entry per frame
-VIDEOS = {"0A8ZT": ["", "", "12,97", "97", "", "3"], "1B2CD": ["", "", "", ""], "E3F4G": ["150"] * 5}
-
-
-def _frame_list(videos):
-    lines = [HEADER]
-    for v, (name, labels) in enumerate(videos.items()):
-        lines += [f'{name} {v} {f} {name}/{name}-{f + 1:06d}.jpg "{label}"' for f, label in enumerate(labels)]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
 def charades(tmp_path):
-    split, rgb = tmp_path / "split", tmp_path / "rgb"
-    split.mkdir()
-    for name in ("train_1st.csv", "test_1st.csv"):
-        (split / name).write_text(_frame_list(VIDEOS))
-    for v, (name, labels) in enumerate(VIDEOS.items()):
-        for f in range(len(labels)):
-            write_frame(str(rgb / name / f"{name}-{f + 1:06d}.jpg"), 10 * v + f)
-    cfg = get_cfg()
-    cfg.TRAIN.DATASET = cfg.TEST.DATASET = "CharadesEgo"
-    cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.PATH_PREFIX = str(split), str(rgb)
-    cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE = 4, 1
-    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [24, 28], 16, 16
-    cfg.MODEL.ARCH, cfg.MODEL.NUM_CLASSES = "slow", 157
-    cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 2, 1
-    cfg.DATA_LOADER.NUM_WORKERS = 0
-    cfg.TRAIN.BATCH_SIZE = cfg.TEST.BATCH_SIZE = 3
-    return cfg
+    return write_charades(str(tmp_path))
 
 
 def test_frame_list_groups_frames_by_video(charades):

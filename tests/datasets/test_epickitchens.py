@@ -1,4 +1,5 @@
-"""The EPIC-Kitchens-100 reader on the real validation annotations, with stand-in frames rendered only
+"""The EPIC-Kitchens-100 reader on real validation annotations (the first 300 rows, committed in
+tests/fixtures; all 9,668 when the shared data folder is present), with stand-in frames rendered only
 for the few segments a test reads."""
 import os
 import shutil
@@ -12,23 +13,32 @@ from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.epickitchens import (EPIC_COLUMNS, AnnotationError, read_class_names,
                                             read_epic_annotations)
 from ego_fsar.datasets.sampling import sample_frame_indices
-from tests.paths import SHARED_DATA
+from tests.paths import EPIC_ROWS, requires_shared, shared_path
 
-EPIC = os.path.join(SHARED_DATA, "epic-kitchens-100-annotations")
+EPIC = EPIC_ROWS  # header and the first 300 segments of EPIC_100_validation.csv, the class files
 VAL_CSV = os.path.join(EPIC, "EPIC_100_validation.csv")
+SHARED_EPIC = "epic-kitchens-100-annotations"
 
 
-def test_parses_every_row_of_the_real_validation_file():
-    segments = read_epic_annotations(VAL_CSV)
-    assert len(segments) == 9668
+@pytest.mark.parametrize("folder, rows", [
+    (EPIC, 300),
+    pytest.param(shared_path(SHARED_EPIC), 9668, marks=requires_shared(f"{SHARED_EPIC}/EPIC_100_validation.csv")),
+], ids=["fixture", "shared"])
+def test_parses_every_row_of_the_real_validation_file(folder, rows):
+    segments = read_epic_annotations(os.path.join(folder, "EPIC_100_validation.csv"))
+    assert len(segments) == rows
     first = segments[0]
     assert (first.narration_id, first.video_id, first.start_frame, first.stop_frame, first.verb_class,
             first.noun_class, first.narration) == ("P01_11_0", "P01_11", 1, 113, 0, 2, "take plate")
     assert all(s.num_frames >= 1 for s in segments)
-    verbs = read_class_names(os.path.join(EPIC, "EPIC_100_verb_classes.csv"))
-    nouns = read_class_names(os.path.join(EPIC, "EPIC_100_noun_classes.csv"))
+    verbs = read_class_names(os.path.join(folder, "EPIC_100_verb_classes.csv"))
+    nouns = read_class_names(os.path.join(folder, "EPIC_100_noun_classes.csv"))
     assert len(verbs) == 97 and len(nouns) == 300 and verbs[:2] == ["take", "put"]
     assert max(s.verb_class for s in segments) < 97 and max(s.noun_class for s in segments) < 300
+    cfg = get_cfg()
+    cfg.DATA.PATH_TO_DATA_DIR, cfg.DATA.DECODING_BACKEND = folder, "frames"
+    ds = build_dataset("epickitchens", cfg, "val")
+    assert len(ds) == rows and ds.labels == [s.verb_class for s in segments] and ds.class_names == verbs
 
 
 def _copy_with_line(tmp_path, line_no, new_line):
@@ -106,7 +116,7 @@ def epic(tmp_path_factory):
 def test_items_labels_and_class_names(epic):
     cfg, picked, segments = epic
     ds = build_dataset("EpicKitchens", cfg, "val")
-    assert len(ds) == len(ds.labels) == 9668 and len(ds.class_names) == 97
+    assert len(ds) == len(ds.labels) == len(segments) == 300 and len(ds.class_names) == 97
     verbs = read_class_names(os.path.join(EPIC, "EPIC_100_verb_classes.csv"))
     for i in picked:
         item = ds[i]
@@ -147,7 +157,7 @@ def test_multi_view_test_split(epic):
     cfg = cfg.clone()
     cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 2, 3
     ds = build_dataset("epickitchens", cfg, "validation")
-    assert len(ds) == 9668 * 6 and len(ds.labels) == 9668
+    assert len(ds) == 300 * 6 and len(ds.labels) == 300
     views = [ds[picked[1] * 6 + v] for v in range(6)]
     assert {v["index"] for v in views} == {picked[1]}
     assert [(v["meta"]["temporal_index"], v["meta"]["spatial_index"]) for v in views] == [

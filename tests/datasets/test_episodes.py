@@ -5,12 +5,14 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from ego_fsar.config import get_cfg
-from ego_fsar.datasets.episodes import (EpisodeSampler, episodes_for_cfg, load_episodes, save_episodes,
-                                        split_for_rank)
+from ego_fsar.datasets.episodes import (EpisodeDataset, EpisodeSampler, episodes_for_cfg, load_episodes,
+                                        save_episodes, split_for_rank)
+from ego_fsar.datasets.utils import FailureTracker
 from ego_fsar.datasets.epickitchens import read_epic_annotations
-from tests.paths import SHARED_DATA
+from tests.paths import EPIC_ROWS, requires_shared, shared_path
 
 LABELS = [c for c in range(8) for _ in range(6)]  # 8 classes x 6 clips
 
@@ -41,9 +43,14 @@ def test_episode_structure():
     assert len({tuple(ep.class_ids) for ep in eps}) == 50
 
 
-def test_small_classes_left_out_with_one_warning_on_real_epic_verbs(caplog):
-    labels = [s.verb_class for s in read_epic_annotations(
-        os.path.join(SHARED_DATA, "epic-kitchens-100-annotations", "EPIC_100_validation.csv"))]
+EPIC_VAL = "epic-kitchens-100-annotations/EPIC_100_validation.csv"
+
+
+@pytest.mark.parametrize("csv", [os.path.join(EPIC_ROWS, "EPIC_100_validation.csv"),
+                                 pytest.param(shared_path(EPIC_VAL), marks=requires_shared(EPIC_VAL))],
+                         ids=["300-rows", "shared"])
+def test_small_classes_left_out_with_one_warning_on_real_epic_verbs(caplog, csv):
+    labels = [s.verb_class for s in read_epic_annotations(csv)]
     counts = np.bincount(labels)
     small = [c for c in np.unique(labels) if counts[c] < 10]
     with caplog.at_level(logging.WARNING, logger="ego_fsar.datasets.episodes"):
@@ -109,3 +116,39 @@ def test_unlabelled_clips_are_never_drawn():
     assert sorted(sampler.classes.tolist()) == [0, 1]
     for episode in sampler.episodes(20):
         assert all(labels[i] >= 0 for i in (*episode.support, *episode.query))
+
+
+class _Clips(torch.utils.data.Dataset):
+    """Stand-in dataset of LABELS whose clip i loads as the tensor [i]."""
+
+    def __init__(self):
+        self.labels, self.class_names = LABELS, [f"class {c}" for c in range(8)]
+        self.failures, self.cfg = FailureTracker(0), get_cfg()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, index: int):
+        return {"inputs": [torch.tensor([float(index)])], "meta": {}}
+
+
+@pytest.mark.parametrize("num, world", [(7, 2), (10, 4), (2, 3), (6, 3)])
+def test_every_episode_runs_and_every_rank_runs_as_many(num, world, caplog):
+    """Episodic training on `world` simulated ranks: no episode of an epoch is dropped, and every rank
+    has the same number of steps (DDP); the padding ranks repeat the epoch's first episodes."""
+    sampler = EpisodeSampler(LABELS, 2, 1, 1, seed=0)
+    for epoch in (0, 1):
+        runs = []
+        for rank in range(world):
+            with caplog.at_level(logging.WARNING):
+                episodes = EpisodeDataset(_Clips(), sampler, num, rank, world)
+            episodes.set_epoch(epoch)
+            runs.append([episodes[j]["index"] for j in range(len(episodes))])
+        steps = -(-num // world)
+        assert [len(r) for r in runs] == [steps] * world
+        first = epoch * num
+        expected = list(range(first, first + num)) + [first + i % num for i in range(steps * world - num)]
+        assert sorted(sum(runs, [])) == sorted(expected)
+    warned = [r.getMessage() for r in caplog.records if "not divisible" in r.getMessage()]
+    assert len(warned) == (2 if num % world else 0)  # rank 0 of each epoch's datasets
+    assert all("FEW_SHOT.TRAIN_EPISODES" in m and f"{world} processes" in m for m in warned)

@@ -15,7 +15,7 @@ from ego_fsar.datasets.fsar_splits import read_few_shot_split
 from ego_fsar.datasets.loader import construct_episode_loader, construct_loader
 from ego_fsar.datasets.sampling import sample_frame_indices
 from tests.datasets.stand_ins import greys_of, grey, stand_in_cfg, write_frame, write_video
-from tests.paths import REPO_ROOT, SHARED_DATA
+from tests.paths import REPO_ROOT, requires_shared, shared_path
 
 SPLITS = os.path.join(REPO_ROOT, "data", "splits")
 # dataset: (classes, videos) of train, val, test
@@ -46,11 +46,10 @@ def test_every_shipped_split_file_parses(dataset):
         assert all(os.path.splitext(n)[1] in (".avi", ".mp4", ".mkv") for n in names) != with_ids
 
 
-@pytest.mark.parametrize("dataset", sorted(EXPECTED))
+@pytest.mark.parametrize("dataset", [pytest.param(d, marks=requires_shared(f"fsar-splits/{d}"))
+                                     for d in sorted(EXPECTED)])
 def test_shipped_files_are_the_published_ones(dataset):
-    shared = os.path.join(SHARED_DATA, "fsar-splits", dataset)
-    if not os.path.isdir(shared):
-        pytest.skip(f"{shared} is not available")
+    shared = shared_path(f"fsar-splits/{dataset}")
     for split in ("train", "val", "test"):
         assert filecmp.cmp(_split_file(dataset, split), os.path.join(shared, f"{split}_few_shot.txt"), shallow=False)
 

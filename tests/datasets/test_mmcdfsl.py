@@ -14,10 +14,10 @@ from ego_fsar.datasets.epickitchens import AnnotationError
 from ego_fsar.datasets.loader import construct_episode_loader, construct_loader
 from ego_fsar.datasets.mmcdfsl import CDFSL_FORMATS, cdfsl_format, read_cdfsl_split
 from tests.datasets.stand_ins import greys_of, grey, stand_in_cfg, write_frame
-from tests.paths import REPO_ROOT, SHARED_DATA
+from tests.paths import REPO_ROOT, requires_shared, shared_path
 
-CDFSL = os.path.join(SHARED_DATA, "mm-cdfsl-splits")
-needs_data = pytest.mark.skipif(not os.path.isdir(CDFSL), reason=f"{CDFSL} is not available")
+CDFSL = shared_path("mm-cdfsl-splits")
+needs_data = requires_shared("mm-cdfsl-splits")
 
 
 def _read(split):
@@ -187,16 +187,25 @@ def test_split_names_must_name_a_known_dataset(tmp_path):
         build_dataset("MMCDFSL", _cfg(tmp_path, tmp_path), "wear_train")
 
 
-@needs_data
-@pytest.mark.parametrize("path", sorted(p for p in glob.glob(os.path.join(REPO_ROOT, "configs", "MM-CDFSL", "*.yaml"))
-                                        if not p.endswith("_BASE.yaml")), ids=os.path.basename)
-def test_configs_point_at_published_splits(path):
+def _target_cfg(name):
     cfg = get_cfg()
-    merge_file(cfg, path)
+    merge_file(cfg, os.path.join(REPO_ROOT, "configs", "MM-CDFSL", name))
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(os.path.basename(p) for p in glob.glob(
+    os.path.join(REPO_ROOT, "configs", "MM-CDFSL", "*.yaml")) if not p.endswith("_BASE.yaml")))
+def test_configs_are_5_way_5_shot_from_ego4d(name):
+    cfg = _target_cfg(name)
     assert (cfg.FEW_SHOT.WAY, cfg.FEW_SHOT.SHOT, cfg.FEW_SHOT.QUERY, cfg.FEW_SHOT.TEST_EPISODES) == (5, 5, 15, 600)
     assert cdfsl_format(cfg.DATA.TRAIN_SPLIT)[0] == "ego4d"
-    _, fmt = cdfsl_format(cfg.TEST.SPLIT)
-    if not os.path.isfile(os.path.join(CDFSL, fmt.folder, f"{cfg.TEST.SPLIT}.json")):
-        pytest.skip(f"{cfg.TEST.SPLIT}.json is not among the shared files")
+    assert cdfsl_format(cfg.TEST.SPLIT)[0].replace("-", "") in name.lower()
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["EGO4D_TO_MECCANO_SLOWFAST_PROTONET_5WAY_5SHOT.yaml",
+                                  "EGO4D_TO_WEAR_SLOWFAST_PROTONET_5WAY_5SHOT.yaml"])  # EPIC-55's val is not shared
+def test_configs_point_at_published_splits(name):
+    cfg = _target_cfg(name)
     cfg.DATA.PATH_TO_DATA_DIR = CDFSL
     assert len(build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT).class_names) > 5

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ego_fsar.config import get_cfg
-from ego_fsar.datasets.utils import (DecodeError, FailureTracker, NamedRegistry, TooManyFailuresError,
-                                     load_with_retries, pack_pathway_output)
+from ego_fsar.datasets.utils import (DecodeError, FailureTracker, NamedRegistry, SkippedItem, TooManyFailuresError,
+                                     collate_skipping, load_with_retries, pack_pathway_output)
 
 
 def test_pack_pathway_output_slowfast_and_single():
@@ -62,11 +62,36 @@ def test_retry_with_substitute_logs_counts_and_keeps_labels(caplog):
     assert load_with_retries(_loader(set()), 2, failures, 3)["meta"]["skipped"] == 0
 
 
-def test_retry_gives_up_after_max_retries_naming_the_paths():
+def test_retry_with_substitute_gives_up_after_max_retries_naming_the_paths():
     failures = FailureTracker(max_failures=100)
-    with pytest.raises(DecodeError, match="after 3 attempts; failed: clip4.mp4$"):
-        load_with_retries(_loader({4}), 4, failures, max_retries=2)
+    subs = iter([2, 3])
+    with pytest.raises(DecodeError, match="after 3 attempts; failed: clip1.mp4, clip2.mp4, clip3.mp4$"):
+        load_with_retries(_loader({1, 2, 3}), 1, failures, max_retries=2, substitute=lambda: next(subs))
     assert len(failures) == 3
+
+
+def test_evaluation_retries_the_same_sample_then_skips_it_as_one_failure(caplog):
+    failures = FailureTracker(max_failures=100)
+    attempts = []
+
+    def load(i):
+        attempts.append(i)
+        return _loader({4} if len(attempts) < 4 else set())(i)
+
+    with caplog.at_level(logging.WARNING):
+        assert load_with_retries(load, 4, failures, max_retries=2) == SkippedItem(4, "clip4.mp4")
+    assert attempts == [4, 4, 4] and failures.paths == ["clip4.mp4"] and "clip4.mp4" in caplog.text
+    # A sample that reads on a retry is used as is: nothing replaced, nothing recorded.
+    assert load_with_retries(load, 4, failures, max_retries=2) == {"index": 4, "label": 40, "meta": {"skipped": 0}}
+    assert failures.paths == ["clip4.mp4"]
+
+
+def test_collate_skipping_drops_markers_and_counts_them():
+    items = [{"index": i, "label": 10 * i, "meta": {"skipped": s}} for i, s in ((0, 0), (2, 1))]
+    batch = collate_skipping([items[0], SkippedItem(1, "clip1.mp4"), items[1]])
+    assert batch["index"].tolist() == [0, 2] and batch["label"].tolist() == [0, 20]
+    assert batch["skipped"] == 2  # one dropped here, one replaced while loading item 2
+    assert collate_skipping([SkippedItem(1, "a"), SkippedItem(3, "b")]) == {"skipped": 2}
 
 
 def test_too_many_failures_raise_with_all_paths():

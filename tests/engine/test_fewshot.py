@@ -1,6 +1,9 @@
 """Episodic engine on a tiny EgoToy: cache vs no cache, frozen episodes, distributed equality,
-episodic (meta-)training, and a falling loss for every trainable few-shot head."""
+episodic (meta-)training, a falling loss for every trainable few-shot head, untrained heads refused,
+and the episodic test of a meta-trained model."""
+import glob
 import json
+import logging
 import os
 
 import pytest
@@ -8,11 +11,12 @@ import torch
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import EpisodeDataset, EpisodeSampler, episodes_for_cfg
-from ego_fsar.engine import trainer
+from ego_fsar.engine import fewshot_test, trainer
 from ego_fsar.engine.fewshot_test import EPISODES_JSON, episodic_test, fewshot_parts, run_episodes
 from ego_fsar.engine.protocols import EpisodicProtocol
 from ego_fsar.engine.tester import test as run_test
 from ego_fsar.models import build_model
+from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils.env import seed_everything
 from ego_fsar.utils.launch import launch_job
 from tests.engine.test_train import tiny_train_cfg
@@ -99,7 +103,7 @@ def test_distributed_episodic_test_equals_single_process(cfg, tmp_path, monkeypa
     double.OUTPUT_DIR = str(tmp_path / "double")
     double.NUM_CPU_PROCS = 2
     os.makedirs(double.OUTPUT_DIR)
-    launch_job(double, "tcp://127.0.0.1:29601", episodic_test_and_dump)
+    launch_job(double, episodic_test_and_dump)
     a, b = (json.load(open(tmp_path / d / "summary.json")) for d in ("single", "double"))
     assert a == b
     per_a, per_b = (json.load(open(tmp_path / d / EPISODES_JSON))["episodes"] for d in ("single", "double"))
@@ -155,3 +159,98 @@ def test_multiview_test_of_a_fewshot_model_is_refused(cfg, tmp_path):
     cfg.TEST.PROTOCOL = "multiview"
     with pytest.raises(ValueError, match="TEST.PROTOCOL episodic"):
         run_test(cfg)
+
+
+def classifier_cfg(cfg, out_dir, head):
+    """`head` on the tiny Slow ResNet classifier (MODEL_NAME ResNet: no few-shot head of its own)."""
+    cfg = fewshot_cfg(cfg, out_dir, head)
+    cfg.MODEL.MODEL_NAME = "ResNet"
+    cfg.HEAD.TRX_DIM = 16
+    return cfg
+
+
+def test_untrained_head_with_parameters_is_refused_on_a_classifier(cfg, tmp_path):
+    cfg = classifier_cfg(cfg, tmp_path, "TRX")
+    model, _ = _model_and_dataset(cfg)
+    count = sum(p.numel() for p in fewshot_test.build_head(cfg, in_dim=model.backbone.out_dim).parameters())
+    with pytest.raises(ValueError, match=rf"HEAD.NAME TRX: .*has {count:,} trainable parameters that no checkpoint "
+                                         r"trained .*TRAIN.PROTOCOL episodic.*TEST.ALLOW_UNTRAINED_HEAD True"):
+        episodic_test(cfg, model)
+    assert not os.path.exists(tmp_path / EPISODES_JSON)
+
+
+def test_untrained_head_allowed_runs_with_a_warning(cfg, tmp_path, caplog):
+    cfg = classifier_cfg(cfg, tmp_path, "TRX")
+    cfg.TEST.ALLOW_UNTRAINED_HEAD = True
+    model, _ = _model_and_dataset(cfg)
+    with caplog.at_level(logging.WARNING):
+        summary = episodic_test(cfg, model)
+    assert summary["episodes"] == cfg.FEW_SHOT.TEST_EPISODES
+    assert any("HEAD.NAME TRX" in r.getMessage() and "random weights" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("head", ["ProtoNet", "OTAM", "LogReg"])
+def test_parameter_free_heads_run_on_a_classifier(cfg, tmp_path, caplog, head):
+    cfg = classifier_cfg(cfg, tmp_path, head)
+    cfg.HEAD.METRIC = "cosine"  # ProtoNet's learnable (prediction-neutral) scale
+    model, _ = _model_and_dataset(cfg)
+    with caplog.at_level(logging.WARNING):
+        assert episodic_test(cfg, model)["episodes"] == cfg.FEW_SHOT.TEST_EPISODES
+    assert not any("no checkpoint trained" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("head, refused", [("TRX", True), ("ProtoNet", False)])
+def test_fewshot_model_whose_checkpoint_lacks_the_head(cfg, tmp_path, head, refused):
+    """A FewShot model initialised from a classifier's checkpoint has no trained head either."""
+    classifier = build_model(classifier_cfg(cfg.clone(), tmp_path, head))
+    path = str(tmp_path / "classifier.pyth")
+    torch.save({"model_state": classifier.state_dict()}, path)
+    cfg = fewshot_cfg(cfg, tmp_path, head)
+    cfg.HEAD.METRIC, cfg.HEAD.TRX_DIM = "cosine", 16
+    model = build_model(cfg)
+    cu.load_checkpoint(path, model)
+    if refused:
+        with pytest.raises(ValueError, match=r"HEAD.NAME TRX: .*the checkpoint loaded lacks \d+ of its weights: "
+                                             r"head\."):
+            fewshot_parts(model, cfg)
+    else:
+        assert fewshot_parts(model, cfg)[1] is model.head
+
+
+def test_episodic_test_of_a_meta_trained_model(cfg, tmp_path, monkeypatch):
+    """Meta-train TRX for one tiny epoch, then test through the public entry: the head it tests holds
+    the checkpoint's (trained, not initial) weights, and the accuracy record is written."""
+    cfg = fewshot_cfg(cfg, tmp_path, "TRX")
+    cfg.HEAD.TRX_DIM = 16
+    cfg.TRAIN.PROTOCOL = "episodic"
+    cfg.DATA.VAL_SPLIT = "fewshot_val"
+    cfg.FEW_SHOT.TRAIN_EPISODES, cfg.FEW_SHOT.VAL_EPISODES = 3, 2
+    cfg.SOLVER.MAX_EPOCH = 1
+    trainer.train(cfg)
+    seed_everything(cfg.RNG_SEED)
+    initial = build_model(cfg).head.state_dict()
+
+    tested = []
+
+    def spy(model, cfg):
+        parts = fewshot_parts(model, cfg)
+        tested.append({k: v.detach().clone() for k, v in parts[1].state_dict().items()})
+        return parts
+
+    monkeypatch.setattr(fewshot_test, "fewshot_parts", spy)
+    summary = run_test(cfg)
+    assert len(tested) == 1
+    checkpoints = glob.glob(str(tmp_path / "checkpoints" / "*.pyth"))
+    assert checkpoints  # one epoch: the epoch's and the best-on-val checkpoint hold the same weights
+    for path in checkpoints:
+        saved = torch.load(path, map_location="cpu", weights_only=False)["model_state"]
+        head = {k[len("head."):]: v for k, v in saved.items() if k.startswith("head.")}
+        assert sorted(head) == sorted(tested[0])
+        for name, value in tested[0].items():
+            torch.testing.assert_close(value, head[name], rtol=0, atol=0, msg=f"{name} of {path}")
+    assert any(not torch.equal(initial[k], tested[0][k]) for k in initial)  # trained, not the initial weights
+    records = [json.loads(line) for line in open(tmp_path / "json_stats.log")]
+    record = [r for r in records if r["_type"] == "fewshot_test"][-1]
+    assert record["episodes"] == summary["episodes"] == cfg.FEW_SHOT.TEST_EPISODES
+    assert record["acc"] == pytest.approx(summary["acc"], abs=1e-5) and 0 <= summary["acc"] <= 100
+    assert len(json.load(open(tmp_path / EPISODES_JSON))["episodes"]) == cfg.FEW_SHOT.TEST_EPISODES

@@ -14,7 +14,7 @@ from ego_fsar.engine.common import channels_last_3d
 from ego_fsar.engine.tester import test as run_test
 from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils import distributed as du
-from ego_fsar.utils.launch import launch_job
+from ego_fsar.utils.launch import free_port, launch_job
 from tests.paths import REPO_ROOT
 
 
@@ -191,7 +191,7 @@ def test_ddp_two_process_spawn_identical_weights(cfg, tmp_path, monkeypatch):
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     cfg = _ddp_cfg(cfg, tmp_path)
-    launch_job(cfg, "tcp://127.0.0.1:29591", train_and_dump)
+    launch_job(cfg, train_and_dump)
     _assert_ranks_identical(tmp_path, _initial_params(cfg))
 
 
@@ -201,7 +201,8 @@ def test_ddp_torchrun_identical_weights(cfg, tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(cfg.dump())
     entry = os.path.join(REPO_ROOT, "tests", "engine", "torchrun_train.py")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29592",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    "--master_port", str(free_port()),
                     entry, str(path)], check=True, env=dict(os.environ, PYTHONPATH=REPO_ROOT), cwd=REPO_ROOT,
                    timeout=300)
     _assert_ranks_identical(tmp_path, _initial_params(cfg))

@@ -8,4 +8,4 @@ from tests.engine.test_train import train_and_dump
 if __name__ == "__main__":
     cfg = get_cfg()
     merge_file(cfg, sys.argv[1])
-    launch_job(cfg, "env://", train_and_dump)
+    launch_job(cfg, train_and_dump)

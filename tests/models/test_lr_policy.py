@@ -72,3 +72,12 @@ def test_constant_with_warmup():
 def test_unknown_policy_names_key_and_choices():
     with pytest.raises(KeyError, match=r"SOLVER.LR_POLICY 'linear'.*constant.*cosine.*steps_with_relative_lrs"):
         get_lr_at_epoch(_cfg("linear"), 0.0)
+
+
+def test_warmup_factor_starts_warmup_at_a_fraction_of_base_lr():
+    cfg = _cfg("constant", WARMUP_EPOCHS=2.0, WARMUP_START_LR=0.05, WARMUP_FACTOR=0.2)
+    assert get_lr_at_epoch(cfg, 0.0) == pytest.approx(0.02)
+    assert get_lr_at_epoch(cfg, 1.0) == pytest.approx(0.06)
+    assert get_lr_at_epoch(cfg, 2.0) == pytest.approx(0.1)
+    cfg.SOLVER.WARMUP_FACTOR = None  # the default: PySlowFast's WARMUP_START_LR
+    assert get_lr_at_epoch(cfg, 0.0) == pytest.approx(0.05)

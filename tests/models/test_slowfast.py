@@ -8,9 +8,9 @@ import torch
 from ego_fsar.config import get_cfg, merge_file, merge_list
 from ego_fsar.models import MODEL_REGISTRY, backbone_dim, build_backbone, build_model
 from ego_fsar.models.backbones.norm_helper import SubBatchNorm3d
+from tests.paths import FIXTURES, PYSLOWFAST_CONFIGS
 
-CONFIGS = Path("/work/shared/data/pyslowfast-configs")
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+CONFIGS = Path(PYSLOWFAST_CONFIGS)
 YAMLS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
 
 
@@ -52,7 +52,7 @@ def _num_params(model) -> int:
 
 @pytest.mark.parametrize("fixture", ["pyslowfast_slowfast_r50_keys.json", "pyslowfast_slow_r50_keys.json"])
 def test_state_dict_matches_pyslowfast(fixture):
-    ref = json.loads((FIXTURES / fixture).read_text())
+    ref = json.loads((Path(FIXTURES) / fixture).read_text())
     cfg = _pyslowfast_cfg(ref["config"], "MODEL.NUM_CLASSES", ref["num_classes"])
     model = build_model(cfg)
     ours = [[k, list(v.shape)] for k, v in model.state_dict().items()]

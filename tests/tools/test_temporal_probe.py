@@ -1,5 +1,5 @@
-"""tools/temporal_probe.py on the tiny EgoToy: its accuracies are the episodic test's, reversed
-queries really are the clips played backwards."""
+"""tools/temporal_probe.py on the tiny EgoToy: its accuracies are the episodic test's (also for a head
+that reads class names), reversed queries really are the clips played backwards."""
 import numpy as np
 import pytest
 import torch
@@ -9,6 +9,7 @@ from ego_fsar.datasets.episodes import episodes_for_cfg
 from ego_fsar.engine.fewshot_test import fewshot_parts, run_episodes
 from ego_fsar.models import build_model
 from ego_fsar.utils.env import seed_everything
+from tests.engine.test_fewshot import vit_fewshot_cfg
 from tests.tools.tiny import load_tool, tiny_cfg, write_cfg
 
 probe_tool = load_tool("temporal_probe")
@@ -43,3 +44,16 @@ def test_time_reversed_backbone_flips_every_pathway():
     probe_tool.TimeReversed(Recorder())(clip)
     assert [x.flatten().tolist() for x in seen] == [[3, 2, 1, 0], list(np.arange(7.0, -1, -1))]
     assert clip[0].flatten().tolist() == [0, 1, 2, 3]
+
+
+def test_probe_of_a_head_that_reads_class_names(cfg, tmp_path):
+    """EMP-Net scores queries against the episode classes' names: the probe passes them as the test does."""
+    cfg = vit_fewshot_cfg(cfg, tmp_path / "run", "EMPNet")
+    seed_everything(0)
+    result = probe_tool.main(["--cfg", write_cfg(cfg, tmp_path / "emp.yaml")])
+    seed_everything(0)
+    model = build_model(cfg)
+    backbone, head = fewshot_parts(model, cfg)
+    dataset = build_dataset("egotoy", cfg, "test")
+    expected = run_episodes(backbone, head, dataset, episodes_for_cfg(cfg, dataset.labels), cfg)
+    assert result["recorded"] == pytest.approx(expected) and len(result["reversed"]) == len(expected)

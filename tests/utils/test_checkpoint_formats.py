@@ -22,9 +22,9 @@ from ego_fsar.utils.checkpoint_formats import (
     rename,
     resize_grid_table,
 )
-from tests.paths import SHARED_DATA
+from tests.paths import PYSLOWFAST_CONFIGS
 
-CONFIGS = os.path.join(SHARED_DATA, "pyslowfast-configs", "Kinetics")
+CONFIGS = os.path.join(PYSLOWFAST_CONFIGS, "Kinetics")
 
 
 def slowfast_cfg(norm="batchnorm"):

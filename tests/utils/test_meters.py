@@ -116,7 +116,8 @@ def test_test_meter_sum_vs_max(method, video_preds, top1, logged):
     assert ensemble.clip_count.tolist() == [2, 2] and ensemble.video_labels.tolist() == [1, 0]
     stats = meter.finalize_metrics(ks=(1, 2))
     assert stats is logged[-1]
-    assert stats == {"_type": "test_final", "top1_acc": pytest.approx(top1), "top2_acc": pytest.approx(100.0)}
+    assert stats == {"_type": "test_final", "top1_acc": pytest.approx(top1), "top2_acc": pytest.approx(100.0),
+                     "videos_evaluated": 2, "videos_skipped": 0, "clips_skipped": 0}
 
 
 def test_test_meter_max_handles_negative_logits(logged):
@@ -144,6 +145,32 @@ def test_test_meter_multi_label_map(logged):
     meter = meters.TestMeter(num_videos=2, num_clips=1, num_cls=2, ensemble_method="max", multi_label=True)
     meter.update_stats(torch.tensor([[0.9, 0.2], [0.3, 0.7]]), torch.tensor([[1, 0], [0, 1]]), torch.tensor([0, 1]))
     assert meter.finalize_metrics()["map"] == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("method,top1", [("sum", 50.0), ("max", 0.0)])
+def test_test_meter_scores_videos_on_the_clips_they_got(method, top1, logged):
+    """Video 0 gets both clips, video 1 one (its other clip unreadable), video 2 none (both unreadable)."""
+    meter = meters.TestMeter(num_videos=3, num_clips=2, num_cls=3, ensemble_method=method)
+    meter.update_stats(CLIP_PREDS[:3], torch.tensor([1, 1, 2]), torch.tensor([0, 1, 2]))
+    meter.add_skipped(3)
+    stats = meter.finalize_metrics(ks=(1,))
+    # video 0 (label 1): [0.7, 0.9, 0.4] (sum: right) or [0.7, 0.6, 0.4] (max: wrong); video 1 (label 2):
+    # [0.8, 0.1, 0.1], wrong. Video 2 is left out (scored, its empty scores would "predict" its unset label 0).
+    assert stats == {"_type": "test_final", "top1_acc": pytest.approx(top1), "videos_evaluated": 2,
+                     "videos_skipped": 1, "clips_skipped": 3} and stats is logged[-1]
+    scores, labels = meter.video_results()
+    expected = {"sum": [[0.7, 0.9, 0.4], [1.6, 0.2, 0.2]], "max": [[0.7, 0.6, 0.4], [0.8, 0.1, 0.1]]}[method]
+    assert torch.allclose(scores[:2], torch.tensor(expected)) and scores[2].isnan().all()
+    assert labels.tolist() == [1, 2, -1]
+
+
+def test_test_meter_video_results_of_verb_noun_labels():
+    meter = meters.TestMeter(num_videos=2, num_clips=1, num_cls=[2, 3])
+    meter.update_stats({"verb": torch.ones(1, 2), "noun": torch.ones(1, 3)},
+                       {"verb": torch.tensor([1]), "noun": torch.tensor([2])}, torch.tensor([1]))
+    scores, labels = meter.video_results()
+    assert {k: tuple(v.shape) for k, v in scores.items()} == {"verb": (2, 2), "noun": (2, 3)}
+    assert {k: v.tolist() for k, v in labels.items()} == {"verb": [-1, 1], "noun": [-1, 2]}
 
 
 def test_test_meter_rejects_inconsistent_inputs():
@@ -183,3 +210,43 @@ def test_episode_meter_rejects_percentages_and_empty_summary():
         meter.summary()
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         meter.update(80.0)
+
+
+class _Clock:
+    """A fake `perf_counter` that the test advances by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.mark.parametrize("meter_cls", [TrainMeter, ValMeter])
+def test_epoch_record_holds_true_iteration_times_and_eta(logged, monkeypatch, meter_cls):
+    """dt / dt_data / dt_net are seconds per iteration (epoch means), eta the epoch mean dt times the
+    iterations left: 4 iterations of 0.5 s loading + 1.5 s network, in epoch 1 of 3."""
+    clock = _Clock()
+    monkeypatch.setattr("fvcore.common.timer.perf_counter", clock)
+    meter = meter_cls(4, _cfg(log_period=2, max_epoch=3))
+    stats = dict(top1_err=10.0, top5_err=0.0, mb_size=2)
+    if meter_cls is TrainMeter:
+        stats.update(loss=1.0, lr=0.1)
+    meter.iter_tic()  # as the train and val loops call them
+    for cur_iter in range(4):
+        clock.now += 0.5
+        meter.data_toc()
+        clock.now += 1.5
+        meter.iter_toc()
+        meter.update_stats(**stats)
+        meter.log_iter_stats(0, cur_iter)
+        meter.iter_tic()
+    it = logged[-1]
+    assert (it["dt"], it["dt_data"], it["dt_net"]) == pytest.approx((2.0, 0.5, 1.5))
+    clock.now += 60.0  # between epochs: not an iteration
+    epoch = meter.log_epoch_stats(0)
+    assert (epoch["dt"], epoch["dt_data"], epoch["dt_net"]) == pytest.approx((2.0, 0.5, 1.5))
+    if meter_cls is TrainMeter:
+        assert it["eta"] == "0:00:16" and epoch["eta"] == "0:00:16"  # 8 iterations left x 2 s
+    else:
+        assert it["eta"] == "0:00:00"

@@ -21,7 +21,9 @@ class ResNetBasicHead(nn.Module):
 
     One class count: `projection` -> {"logits": [B, K]}. Two (EPIC `[97, 300]`):
     `projection_verb`, `projection_noun` -> {"verb": [B, 97], "noun": [B, 300]}.
-    Softmax/sigmoid (`MODEL.HEAD_ACT`) is applied by the test loop, never here.
+    Softmax/sigmoid (`MODEL.HEAD_ACT`) is applied by the test loop, never here. With
+    MODEL.DETACH_FINAL_FC the pooled features are detached before the projection, so the loss
+    trains the projection only (PySlowFast's option).
     """
 
     SUBHEADS = ("verb", "noun")
@@ -32,6 +34,7 @@ class ResNetBasicHead(nn.Module):
         if len(counts) > len(self.SUBHEADS):
             raise ValueError(f"MODEL.NUM_CLASSES: at most {len(self.SUBHEADS)} heads, got {counts}")
         self.dropout = nn.Dropout(cfg.MODEL.DROPOUT_RATE) if cfg.MODEL.DROPOUT_RATE > 0 else nn.Identity()
+        self.detach_final_fc = cfg.MODEL.DETACH_FINAL_FC
         self.multi = len(counts) > 1
         if self.multi:
             for name, k in zip(self.SUBHEADS, counts):
@@ -45,6 +48,8 @@ class ResNetBasicHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> Dict[str, torch.Tensor]:
         x = self.dropout(pooled)
+        if self.detach_final_fc:
+            x = x.detach()
         if self.multi:
             return {name: getattr(self, f"projection_{name}")(x) for name in self.SUBHEADS
                     if hasattr(self, f"projection_{name}")}

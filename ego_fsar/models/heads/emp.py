@@ -117,7 +117,12 @@ class EMPNet(nn.Module):
     to softmax outputs; HEAD.EMP_CE_ON_PROBS True reproduces that, False uses log-probabilities.
     (c) it returns probability maps as "logits"; here `logits` are log-probabilities, so the
     arg-max (its prediction) is unchanged and cross-entropy on them is well defined.
+
+    Not parameter-free: the reasoning, fusion and text-projection layers must be meta-trained
+    (the text encoder is frozen and not part of the head's parameters).
     """
+
+    PARAMETER_FREE = False
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

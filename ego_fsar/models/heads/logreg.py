@@ -21,8 +21,12 @@ class LogReg(nn.Module):
     `query` may be one BackboneOutput/tensor or a list of views of the same queries (MM-CDFSL's
     masked views): class probabilities are averaged over views. Returns
     {"logits": log of the (averaged) probabilities [N*Q, n_way]}, no gradient: an evaluation
-    head without parameters.
+    head.
+
+    Parameter-free: no parameters; the classifier is fitted on each episode's support set.
     """
+
+    PARAMETER_FREE = True
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

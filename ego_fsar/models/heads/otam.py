@@ -16,9 +16,13 @@ class OTAM(nn.Module):
     Frame distance 1 − x·y / (‖x‖‖y‖ + 0.01); alignment cost OTAM(D) + OTAM(Dᵀ) with soft-min
     temperature HEAD.OTAM_LAMBDA (see `fewshot_utils.otam_cumulative_distance`); logits = −cost
     averaged over each class's shots. With λ = 0.1 this reproduces the logits of the OTAM/TRX
-    code's `OTAM_cum_dist` head (CLIP-FSAR's `CNN_OTAM`). No parameters.
+    code's `OTAM_cum_dist` head (CLIP-FSAR's `CNN_OTAM`).
     Output: {"logits": [N*Q, n_way]}.
+
+    Parameter-free: no parameters.
     """
+
+    PARAMETER_FREE = True
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

@@ -22,7 +22,12 @@ class ProtoNet(nn.Module):
     each query to each support, averaged over a class's shots, times a learnable scale
     initialised to HEAD.INIT_SCALE. "euclidean" (ProtoNet): −‖q − p_c‖² to the class mean p_c.
     Output: {"logits": [N*Q, n_way]}.
+
+    Parameter-free: the cosine scale is learnable but positive, so it never changes a prediction
+    (the arg-max); the head tests the same on any backbone without meta-training.
     """
+
+    PARAMETER_FREE = True
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

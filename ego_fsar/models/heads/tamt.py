@@ -60,7 +60,11 @@ class TAMT(nn.Module):
     `layer_reduce{i}`, `layer_reduce_bn{i}`, `head2`). Reference bug, fixed by default: it
     reshapes the temporal conv's [N·S, D, T'] output straight to [N, T'·S, D], mixing channels,
     frames and positions; HEAD.TAMT_FIX_CONV_LAYOUT False reproduces it.
+
+    Not parameter-free: the GTMT/ELSTC layers must be meta-trained.
     """
+
+    PARAMETER_FREE = False
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

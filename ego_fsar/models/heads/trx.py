@@ -71,7 +71,11 @@ class TRX(nn.Module):
     dropout HEAD.TRX_DROPOUT; logits = mean over cardinalities. Matches the TRX code's
     `TemporalCrossTransformer` except that its unused `norm_v` is not created.
     Output: {"logits": [N*Q, n_way]}.
+
+    Not parameter-free: the key/value projections must be meta-trained.
     """
+
+    PARAMETER_FREE = False
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

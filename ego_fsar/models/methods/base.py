@@ -5,7 +5,7 @@ PySlowFast (`s1.pathway0_stem.conv.weight`, `head.projection.weight`) and VideoM
 keep the backbone as `self.backbone` (so heads and engines can reach it) but read and write state
 dicts without the `backbone.` prefix, so those checkpoints load with zero missing/unexpected keys.
 """
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from torch import nn
@@ -14,7 +14,12 @@ _PREFIX = "backbone."
 
 
 class FlatBackboneModel(nn.Module):
-    """`nn.Module` with a `backbone` child whose state-dict keys carry no `backbone.` prefix."""
+    """`nn.Module` with a `backbone` child whose state-dict keys carry no `backbone.` prefix.
+
+    `HEAD_KEY_PREFIXES`: state-dict key prefixes of the task head (classification or few-shot), the
+    part that initialising training from another task's checkpoint may re-initialise."""
+
+    HEAD_KEY_PREFIXES: Tuple[str, ...] = ("head.",)
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
