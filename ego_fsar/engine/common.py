@@ -1,6 +1,6 @@
 """Pieces shared by the training and testing loops."""
 import sys
-from typing import Any, Iterable, List
+from typing import Any, Dict, Iterable, List
 
 import torch
 from tqdm import tqdm
@@ -26,11 +26,27 @@ def channels_last_3d(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def labels_to(labels: Any, device: torch.device) -> Any:
-    """Move an int label tensor, or a dict of them (EPIC verb/noun), to `device`."""
-    if isinstance(labels, dict):
-        return {k: v.to(device, non_blocking=True) for k, v in labels.items()}
-    return labels.to(device, non_blocking=True)
+def to_device(obj: Any, device: torch.device) -> Any:
+    """`obj` with every tensor in it (nested lists, tuples and dicts) moved to `device`; other
+    values (strings, numbers) as they are."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def model_batch_entries(model: torch.nn.Module, batch: Dict, device: torch.device) -> Dict[str, Any]:
+    """The batch entries besides `inputs` that the model declares in `BATCH_INPUTS` (e.g. a method's
+    text embeddings or second view), moved to `device`, as keyword arguments of its forward."""
+    names = getattr(du.unwrap(model), "BATCH_INPUTS", ())
+    missing = [name for name in names if name not in batch]
+    if missing:
+        raise KeyError(f"{type(du.unwrap(model)).__name__} reads batch entries {missing} (BATCH_INPUTS) that the "
+                       f"dataset does not give (it gives {sorted(batch)})")
+    return {name: to_device(batch[name], device) for name in names}
 
 
 def progress(iterable: Iterable, desc: str, total: int = None) -> Iterable:

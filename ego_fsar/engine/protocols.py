@@ -10,11 +10,14 @@ from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets import loader
 
-from .common import inputs_to, labels_to
+from .common import inputs_to, model_batch_entries, to_device
 
 
 class SupervisedProtocol:
-    """Classification batches `{"inputs", "label"}` -> `model(inputs)`."""
+    """Batches of clips `{"inputs", "label", ...}` -> `model(inputs, **entries)`, where `entries` are the
+    batch entries the model declares in `BATCH_INPUTS` (none for a classifier). A batch without
+    "label" (unlabelled clips, e.g. for self-supervised or distillation losses) has labels None: the
+    loss is then the model's own `loss_*` outputs."""
 
     @staticmethod
     def loader(cfg: CfgNode, split: str):
@@ -23,7 +26,9 @@ class SupervisedProtocol:
     @staticmethod
     def forward(model, batch: Dict, device: torch.device, cfg: CfgNode) -> Tuple[Dict, Any, int]:
         inputs = inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
-        return model(inputs), labels_to(batch["label"], device), inputs[0].size(0)
+        outputs = model(inputs, **model_batch_entries(model, batch, device))
+        labels = to_device(batch["label"], device) if "label" in batch else None
+        return outputs, labels, inputs[0].size(0)
 
     @staticmethod
     def bn_inputs(batch: Dict, device: torch.device, cfg: CfgNode):

@@ -39,8 +39,9 @@ def _iters(data_loader, cfg: CfgNode) -> int:
 
 def _error_stats(outputs: Dict[str, torch.Tensor], labels, cfg: CfgNode) -> Dict[str, float]:
     """Top-1/top-5 errors (%) averaged over processes: `top1_err`, `top5_err` for single-label
-    outputs, `verb_top1_err`, ..., `action_top1_err` for dict labels (EPIC); none for multi-label."""
-    if cfg.DATA.MULTI_LABEL:
+    outputs, `verb_top1_err`, ..., `action_top1_err` for dict labels (EPIC); none for multi-label
+    or unlabelled batches (labels None)."""
+    if cfg.DATA.MULTI_LABEL or labels is None:
         return {}
     stats = metrics.task_topk_errors(outputs, labels, (1, 5))
     values = du.all_reduce([v.detach().float().cpu() for v in stats.values()])
@@ -133,6 +134,9 @@ def _val_part(model, batch: Dict, device: torch.device, cfg: CfgNode, protocol) 
     outputs, labels, n = protocol.forward(model, batch, device, cfg)
     if cfg.DATA.MULTI_LABEL:
         return {"n": n, "scores": torch.sigmoid(outputs["logits"].float()).cpu(), "labels": labels.float().cpu()}
+    if labels is None:
+        raise ValueError(f"validation on {cfg.DATA.VAL_SPLIT!r} needs labelled clips; set TRAIN.EVAL_PERIOD 0 to "
+                         f"train without validation")
     errors = metrics.task_topk_errors(outputs, labels, (1, 5))
     return {"n": n, "errors": {k: v.item() for k, v in errors.items()}}
 
