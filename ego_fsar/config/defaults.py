@@ -53,7 +53,8 @@ _C.TRAIN.AUTO_RESUME = True
 # Checkpoint to initialise training from (used when there is nothing to auto-resume).
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # Checkpoint format: "pytorch" (PySlowFast .pyth, VideoMAE .pth, ...; OpenAI CLIP and torchvision
-# ResNet state dicts are recognised by their keys), "caffe2" (.pkl), "clip" or "torchvision".
+# ResNet state dicts are recognised by their keys), "caffe2" (.pkl), "clip", "torchvision" or "egovlp" (the EgoVLP
+# authors' checkpoint, also recognised by its `module.video_model.` keys).
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
 # Inflate 2D (ImageNet) convolution weights to 3D when loading.
 _C.TRAIN.CHECKPOINT_INFLATE = False
@@ -69,6 +70,9 @@ _C.TRAIN.CHECKPOINT_PREFIX_MAP = []
 _C.TRAIN.CHECKPOINT_STRICT = True
 # Training protocol: "supervised" (classification batches) or "episodic" (few-shot episodes).
 _C.TRAIN.PROTOCOL = "supervised"
+# Validation: "" (TRAIN.PROTOCOL's: batches or episodes of the training model) or "episodic" (the few-shot
+# test's episodes, backbone + few-shot head, on TEST.DATASET's DATA.VAL_SPLIT; e.g. MM-CDFSL's distillation).
+_C.TRAIN.VAL_PROTOCOL = ""
 # Mixed precision training (see the MIXED_PRECISION group for the dtype).
 _C.TRAIN.MIXED_PRECISION = False
 # Accumulate gradients over this many iterations before each optimizer step.
@@ -112,13 +116,17 @@ _C.TEST.NUM_SPATIAL_CROPS = 3
 _C.TEST.CHECKPOINT_TYPE = "pytorch"
 # File (relative to OUTPUT_DIR) to pickle the multi-view test's per-video [scores, labels] to; empty disables.
 _C.TEST.SAVE_RESULTS_PATH = ""
-# Test protocol: "multiview" (plain classification test) or "episodic" (few-shot test).
+# Test protocol: "multiview" (plain classification test), "episodic" (few-shot test) or "egomcq" (EgoVLP).
 _C.TEST.PROTOCOL = "multiview"
 # Test split name passed to the dataset ("test", "val", ...).
 _C.TEST.SPLIT = "test"
 # Episodic test of a few-shot head with parameters that no checkpoint trained (HEAD.NAME on a
 # classifier's backbone): False refuses, True tests its random weights with a warning.
 _C.TEST.ALLOW_UNTRAINED_HEAD = False
+# Masked few-shot inference (MM-CDFSL): the support set through one tube mask of MASK.RATIO, each query
+# through this many different masks, the head's class probabilities averaged over the query views; 0: no
+# masking (every token).
+_C.TEST.NUM_MASKED_VIEWS = 0
 
 # ---------------------------------------------------------------------------- #
 # ResNet options
@@ -207,8 +215,6 @@ _C.VIT.USE_MEAN_POOLING = True
 _C.VIT.LEARNABLE_POS_EMBED = False
 # Scale of the classification head's initial weights (VideoMAE's init_scale).
 _C.VIT.HEAD_INIT_SCALE = 0.001
-# Fraction of tube tokens masked in the encoder (MM-CDFSL masked pre-training / ensembles).
-_C.VIT.MASK_RATIO = 0.0
 # Block indices whose token maps are returned in BackboneOutput.hidden (empty: none).
 _C.VIT.HIDDEN_LAYERS = []
 # LayerNorm `norm` on all tokens after the last block, before pooling (VideoMAE pre-training
@@ -252,6 +258,8 @@ _C.MODEL.FP16_ALLREDUCE = False
 _C.MODEL.FREEZE = []
 # Parameter-name regexes that stay trainable when FREEZE matches everything else.
 _C.MODEL.TRAINABLE = []
+# Temperature of contrastive video-text losses (SUM-L's DCL: 0.06).
+_C.MODEL.TEMP = 0.06
 
 # ---------------------------------------------------------------------------- #
 # Few-shot head options
@@ -310,8 +318,13 @@ _C.FEW_SHOT.QUERY = 5
 _C.FEW_SHOT.TRAIN_QUERY = 0
 # Episodes per training epoch (TRAIN.PROTOCOL "episodic").
 _C.FEW_SHOT.TRAIN_EPISODES = 1000
-# Fixed validation episodes per evaluation in episodic training (checkpoint selection on DATA.VAL_SPLIT).
+# Fixed validation episodes per evaluation in episodic training or TRAIN.VAL_PROTOCOL "episodic"
+# (checkpoint selection on DATA.VAL_SPLIT).
 _C.FEW_SHOT.VAL_EPISODES = 200
+# Fraction of each class's clips held out for validation episodes when DATA.VAL_SPLIT is TEST.SPLIT:
+# validation draws only from them, the test only from the rest. 0: no hold-out (validating on the test
+# pool then selects on test episodes, as MM-CDFSL's release does).
+_C.FEW_SHOT.VAL_POOL_FRACTION = 0.0
 # Episodes in the episodic test.
 _C.FEW_SHOT.TEST_EPISODES = 600
 # Episodes per optimizer step in episodic training (gradient accumulation).
@@ -353,6 +366,9 @@ _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
 _C.DATA.TRAIN_CROP_SIZE = 224
 # Testing crop size (short side is resized to it before cropping).
 _C.DATA.TEST_CROP_SIZE = 256
+# Testing resizes the whole frame to TEST_CROP_SIZE x TEST_CROP_SIZE (aspect ratio not kept, no crop;
+# MM-CDFSL's evaluation) instead of the short side to TEST_CROP_SIZE and a crop.
+_C.DATA.TEST_NO_CROP = False
 # Flip horizontally at training time.
 _C.DATA.RANDOM_FLIP = True
 # Multi-label dataset (sigmoid / bce).
@@ -369,6 +385,10 @@ _C.DATA.MODALITIES = ["rgb"]
 # Crop, scale and flip every modality of a clip alike (the box mapped proportionally onto each one's
 # resolution); False: each modality draws its own and pose takes the centre.
 _C.DATA.SAME_CROP_ACROSS_MODALITIES = True
+# Split of the training dataset's family holding unlabelled target-domain clips; each training-dataset
+# item then carries one of them as `target_inputs` (MM-CDFSL masked pre-training, e.g. "meccano_unlabel",
+# with TRAIN.DATASET "MMCDFSLWithTarget"). Empty: none.
+_C.DATA.UNLABELLED_SPLIT = ""
 # Flow JPEGs code [-FLOW_BOUND, FLOW_BOUND] pixels as grey 128 +- 127.5 (dense_flow's TV-L1 default; EgoToy).
 _C.DATA.FLOW_BOUND = 20.0
 # Per-channel (x, y) mean of optical flow in pixels (MM-CDFSL's flow statistics).
@@ -377,6 +397,9 @@ _C.DATA.FLOW_MEAN = [0.0507, 0.4671]
 _C.DATA.FLOW_STD = [10.9280, 8.6857]
 # Side of the pose heatmaps (MM-CDFSL: 56).
 _C.DATA.POSE_SIZE = 56
+# Joints of the pose modality (its heatmap channels; MM-CDFSL's hand pose: 21, EgoToy: 5): the input
+# channels of a pose encoder built from the config (MM-CDFSL's distillation teacher).
+_C.DATA.POSE_KEYPOINTS = 21
 # Std, in heatmap pixels, of the Gaussian drawn at each keypoint of pose given as keypoints.
 _C.DATA.POSE_SIGMA = 2.0
 # Mean subtracted from every pose heatmap (MM-CDFSL: 0.3).
@@ -472,6 +495,34 @@ _C.TEXT.TEMPLATES = []
 _C.TEXT.CACHE_DIR = ""
 
 # ---------------------------------------------------------------------------- #
+# EgoVLP options (video-text pre-training with EgoNCE; MODEL_NAME VideoText)
+# ---------------------------------------------------------------------------- #
+_C.EGOVLP = CfgNode()
+# Width of the shared video-text embedding (EgoVLP: 256).
+_C.EGOVLP.PROJ_DIM = 256
+# Softmax temperature of EgoNCE and of the zero-shot logits (EgoVLP: 0.05).
+_C.EGOVLP.TEMPERATURE = 0.05
+# Train the MiniLM text tower (True, as EgoVLP trains its text encoder) or keep it frozen (False).
+_C.EGOVLP.TEXT_TRAINABLE = True
+# EgoNCE positives need a shared verb (False: the noun condition alone).
+_C.EGOVLP.VERB_POSITIVES = True
+# EgoNCE positives need a shared noun (False: the verb condition alone; both False: InfoNCE).
+_C.EGOVLP.NOUN_POSITIVES = True
+# Scene-aware negatives: each training clip brings one clip of the same video starting within this many
+# seconds of it into the batch (EgoVLP: 60); 0 disables.
+_C.EGOVLP.NEG_WINDOW = 0.0
+# Length in seconds of the video chunks `<video_uid>/<chunk>.mp4` (Ego4D's EgoClip chunks: 600).
+_C.EGOVLP.CHUNK_SEC = 600.0
+# Size of the verb vocabulary of the `tag_verb` column (Ego4D taxonomy: 118).
+_C.EGOVLP.NUM_VERBS = 118
+# Size of the noun vocabulary of the `tag_noun` column (Ego4D taxonomy: 582).
+_C.EGOVLP.NUM_NOUNS = 582
+# EgoClip TSV file (in DATA.PATH_TO_DATA_DIR) of the training split.
+_C.EGOVLP.TRAIN_FILE = "egoclip.csv"
+# EgoMCQ JSON file (in DATA.PATH_TO_DATA_DIR) of the EgoMCQ test (TEST.PROTOCOL egomcq).
+_C.EGOVLP.MCQ_FILE = "egomcq.json"
+
+# ---------------------------------------------------------------------------- #
 # Data loader options
 # ---------------------------------------------------------------------------- #
 _C.DATA_LOADER = CfgNode()
@@ -526,6 +577,81 @@ _C.INIT_METHOD = "auto"
 _C.DIST = CfgNode()
 # Seconds a collective (or joining the group) waits for the other processes before failing (gloo and NCCL).
 _C.DIST.TIMEOUT_S = 1800
+
+
+# ---------------------------------------------------------------------------- #
+# SUM-L options (ego video aligned through narrations with unpaired exo video)
+# ---------------------------------------------------------------------------- #
+_C.SUML = CfgNode()
+# Ego dataset (DATASET_REGISTRY) that the SUML pair dataset wraps; its items carry narrations.
+_C.SUML.EGO_DATASET = "EpicKitchens"
+# Exo (third-person) dataset in DATASET_REGISTRY, read on SUML.EXO_SPLIT for pseudo-pairs.
+_C.SUML.EXO_DATASET = "EgoToyExo"
+# Split of the exo dataset used for training.
+_C.SUML.EXO_SPLIT = "train"
+# DATA.PATH_TO_DATA_DIR of the exo dataset (empty: the ego dataset's).
+_C.SUML.EXO_PATH_TO_DATA_DIR = ""
+# DATA.PATH_PREFIX of the exo dataset (empty: the ego dataset's).
+_C.SUML.EXO_PATH_PREFIX = ""
+# Width of the exo head's multi-hot target: exo verb classes followed by exo noun classes.
+_C.SUML.EXO_NUM_CLASSES = 0
+# JSON map of exo class ids to ego (EPIC) ids, {"verb": {"3": 12, ...}, "noun": {...}}; unlisted ids
+# are unmapped (-1). Empty: the identity (exo and ego share a taxonomy, as EgoToy's twin does).
+_C.SUML.TAXONOMY_FILE = ""
+# JSON cache of the pseudo-pair buckets (empty: OUTPUT_DIR/suml_pairs_<split>.json).
+_C.SUML.PAIRS_CACHE = ""
+# Exo clips kept per pseudo-pair bucket (same, sub, sub_verb, sub_noun).
+_C.SUML.PAIRS_PER_BUCKET = 3
+# Narration cosine above which an ego/exo pair enters the cross-view loss.
+_C.SUML.CROSS_VIEW_THRESHOLD = 0.5
+# Add the cross-view DCL term; False reproduces the released code, which computes and discards it.
+_C.SUML.CROSS_VIEW_LOSS = True
+
+# ---------------------------------------------------------------------------- #
+# Ego-Exo options (auxiliary distillation and hand-object interaction losses)
+# ---------------------------------------------------------------------------- #
+_C.EGOEXO = CfgNode()
+# Dataset (DATASET_REGISTRY) that the EgoExoTargets dataset wraps.
+_C.EGOEXO.DATASET = "EpicKitchens"
+# Pickle {clip key: {"ego": [2] scores, "object": [NUM_OBJECT_CLASSES] scores}} of the teachers
+# (clip key: narration_id, else video_id); empty: no distillation targets.
+_C.EGOEXO.TEACHER_FILE = ""
+# Pickle {clip key: [[kind (0 hand, 1 object), x1, y1, x2, y2], ...]} of boxes in [0, 1] of the frame.
+_C.EGOEXO.BOXES_FILE = ""
+# Boxes kept per clip (the batch pads to this many).
+_C.EGOEXO.MAX_BOXES = 8
+# Classes of the object-score distillation head.
+_C.EGOEXO.NUM_OBJECT_CLASSES = 1000
+# Distillation temperature T.
+_C.EGOEXO.KD_TEMPERATURE = 1.0
+# Distillation factor alpha (the loss is KL * alpha * T^2).
+_C.EGOEXO.KD_ALPHA = 1.0
+
+
+# ---------------------------------------------------------------------------- #
+# Masked video modelling options (MM-CDFSL stage 1, masked distillation and inference)
+# ---------------------------------------------------------------------------- #
+_C.MASK = CfgNode()
+# Fraction of each clip's spatial token positions hidden by its tube mask (the same in every temporal
+# slot): MM-CDFSL's masked pre-training 0.9, its distillation and masked inference 0.75.
+_C.MASK.RATIO = 0.9
+# Width of the masked-reconstruction decoder (VideoMAE ViT-S: 192).
+_C.MASK.DECODER_DIM = 192
+# Transformer blocks of the decoder (VideoMAE: 4).
+_C.MASK.DECODER_DEPTH = 4
+# Attention heads of the decoder (VideoMAE ViT-S: 3).
+_C.MASK.DECODER_NUM_HEADS = 3
+# Reconstruct each patch normalised by its own mean and std per channel (VideoMAE's normalize_target).
+_C.MASK.NORM_TARGET = True
+
+# ---------------------------------------------------------------------------- #
+# Multimodal distillation options (MM-CDFSL stage 2)
+# ---------------------------------------------------------------------------- #
+_C.DISTILL = CfgNode()
+# Frozen teachers as [[modality, stage-1 checkpoint], ...], modalities of DATA.MODALITIES, e.g.
+# [["rgb", "rgb/checkpoints/checkpoint_epoch_00010.pyth"], ["flow", ...], ["pose", ...]]; the "rgb"
+# checkpoint also initialises the student. Names convert with TRAIN.CHECKPOINT_PREFIX_MAP.
+_C.DISTILL.TEACHERS = []
 
 
 def get_cfg() -> CfgNode:

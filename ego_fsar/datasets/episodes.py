@@ -57,8 +57,9 @@ class EpisodeSampler:
     never drawn. Classes with fewer than shot + query clips are left out, with one warning naming them."""
 
     def __init__(self, labels: Sequence[int], way: int, shot: int, query: int, seed: int = 0):
-        if min(way, shot, query) < 1:
-            raise ValueError(f"way, shot and query must be >= 1, got {way}, {shot}, {query}")
+        if min(way, query) < 1 or shot < 0:
+            raise ValueError(f"way and query must be >= 1 and shot >= 0 (0: zero-shot episodes), got {way}, {shot}, "
+                             f"{query}")
         self.way, self.shot, self.query, self.seed = way, shot, query, seed
         self.num_clips = len(labels)
         labels = np.asarray(labels)

@@ -6,7 +6,8 @@ otherwise; `clip_transform` is the RGB pipeline from decoded uint8 [T,H,W,C] to 
 
 Following PySlowFast: training takes a random short-side scale in TRAIN_JITTER_SCALES, a random
 TRAIN_CROP_SIZE crop and a random flip; testing resizes the short side to TEST_CROP_SIZE and takes
-crop `spatial_idx` (0, 1, 2: left/top, centre, right/bottom) of TEST_CROP_SIZE. Frames of another
+crop `spatial_idx` (0, 1, 2: left/top, centre, right/bottom) of TEST_CROP_SIZE, or, with
+DATA.TEST_NO_CROP, resizes the whole frame to TEST_CROP_SIZE x TEST_CROP_SIZE (MM-CDFSL). Frames of another
 resolution than those the parameters were drawn for are resampled from the same crop box, mapped
 proportionally. `rng` is anything with numpy's RandomState interface (default: the global
 `np.random`, seeded per DataLoader worker).
@@ -24,7 +25,8 @@ from fvcore.common.config import CfgNode
 @dataclass(frozen=True)
 class SpatialParams:
     """One clip's spatial sampling, drawn for frames of `height` x `width`: the short side scaled to
-    `scale`, a `size` x `size` crop at (`y`, `x`) of the scaled frames, then a mirror if `flip`."""
+    `scale`, a `size` x `size` crop at (`y`, `x`) of the scaled frames, then a mirror if `flip`; or, with
+    `whole`, the whole frame resized to `size` x `size` (aspect ratio not kept; scale, y, x unused)."""
 
     height: int
     width: int
@@ -33,10 +35,13 @@ class SpatialParams:
     x: int
     size: int
     flip: bool
+    whole: bool = False
 
     @property
     def box(self) -> Tuple[float, float, float, float]:
         """The crop as (x0, y0, x1, y1), fractions of the frame's width and height."""
+        if self.whole:
+            return 0.0, 0.0, 1.0, 1.0
         height, width = scaled_size(self.height, self.width, self.scale)
         return self.x / width, self.y / height, (self.x + self.size) / width, (self.y + self.size) / height
 
@@ -75,7 +80,11 @@ def sample_spatial_params(cfg: CfgNode, height: int, width: int, spatial_idx: in
                           rng=np.random) -> SpatialParams:
     """Training (spatial_idx -1): a short side drawn from TRAIN_JITTER_SCALES (uniformly, or uniformly
     in 1/size with INV_UNIFORM_SAMPLE), a random TRAIN_CROP_SIZE crop and, with RANDOM_FLIP, a flip
-    with probability 0.5. Testing: short side TEST_CROP_SIZE and crop `spatial_idx` of TEST_CROP_SIZE."""
+    with probability 0.5. Testing: short side TEST_CROP_SIZE and crop `spatial_idx` of TEST_CROP_SIZE, or
+    with DATA.TEST_NO_CROP the whole frame (every `spatial_idx`)."""
+    if spatial_idx != -1 and cfg.DATA.TEST_NO_CROP:
+        size = cfg.DATA.TEST_CROP_SIZE
+        return SpatialParams(height, width, size, 0, 0, size, False, whole=True)
     if spatial_idx == -1:
         min_size, max_size = cfg.DATA.TRAIN_JITTER_SCALES
         if cfg.DATA.INV_UNIFORM_SAMPLE:
@@ -109,9 +118,10 @@ def crop_box(frames: torch.Tensor, box: Sequence[float], size: int) -> torch.Ten
 def spatial_transform(frames: torch.Tensor, params: SpatialParams, size: Optional[int] = None) -> torch.Tensor:
     """Apply `params` to [T,C,H,W]: frames of the size they were drawn for, to the crop's own size,
     are scaled and cropped exactly as drawn (PySlowFast); other frames (another resolution, or
-    another output `size`) are resampled from the same box (`crop_box`). Mirrored if `params.flip`."""
+    another output `size`) and whole-frame params are resampled from the box (`crop_box`). Mirrored if
+    `params.flip`."""
     size = params.size if size is None else size
-    if tuple(frames.shape[-2:]) == (params.height, params.width) and size == params.size:
+    if not params.whole and tuple(frames.shape[-2:]) == (params.height, params.width) and size == params.size:
         frames = short_side_scale(frames, params.scale)[..., params.y:params.y + size, params.x:params.x + size]
     else:
         frames = crop_box(frames, params.box, size)

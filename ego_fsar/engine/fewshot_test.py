@@ -5,8 +5,18 @@ With `FEW_SHOT.USE_FEATURE_CACHE` every clip that any episode uses goes through 
 episode runs the backbone on its own clips (same numbers, far slower). Episodes are divided among
 ranks and their accuracies gathered, so the figure equals the single-process one exactly. A clip
 that cannot be read is skipped and every episode that needs it dropped (counted in the summary).
+
+Masked inference (MM-CDFSL, TEST.NUM_MASKED_VIEWS V > 0): every clip goes through the backbone under V
+tube masks of MASK.RATIO, view v of clip c masked by `clip_tube_masks(..., c, v)` (the same in every run,
+batch and process); support clips use view 0, queries all V views, whose head probabilities are averaged
+(heads that declare `QUERY_VIEWS`, e.g. LogReg).
+
+`EpisodicValidation` runs the same episodes for model selection during training (TRAIN.VAL_PROTOCOL
+"episodic"): on DATA.VAL_SPLIT, which may be the test split with a held-out part of each class
+(FEW_SHOT.VAL_POOL_FRACTION, `pool_labels`) so that validation and test episodes never share a clip.
 """
 import json
+import math
 import os
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
@@ -19,6 +29,7 @@ from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg, split_for_rank
 from ego_fsar.datasets.utils import SkippedItem, collate_skipping
 from ego_fsar.models import BackboneOutput, build_head
+from ego_fsar.models.backbones.masking import clip_tube_masks
 from ego_fsar.utils import distributed as du
 from ego_fsar.utils.env import device_for
 from ego_fsar.utils.logging import get_logger, log_json_stats
@@ -67,11 +78,45 @@ def fewshot_parts(model: torch.nn.Module, cfg: CfgNode):
     return inner.backbone, head
 
 
+def backbone_views(backbone: torch.nn.Module, inputs: List[torch.Tensor], clips: Sequence[int],
+                   cfg: CfgNode) -> List[BackboneOutput]:
+    """Backbone outputs of a batch of clips (dataset indices `clips`): one unmasked view, or
+    TEST.NUM_MASKED_VIEWS views under the clips' tube masks of MASK.RATIO."""
+    views = cfg.TEST.NUM_MASKED_VIEWS
+    if views <= 0:
+        return [backbone(inputs)]
+    if not hasattr(backbone, "token_grid"):
+        raise ValueError(f"TEST.NUM_MASKED_VIEWS {views}: masked inference needs a transformer backbone that takes "
+                         f"tube masks (VideoViT), not {type(backbone).__name__}; set TEST.NUM_MASKED_VIEWS 0")
+    grid = backbone.token_grid(inputs)
+    return [backbone(inputs, clip_tube_masks(cfg.MASK.RATIO, cfg.RNG_SEED, clips, v, grid).to(inputs[0].device))
+            for v in range(views)]
+
+
+def _check_query_views(head: torch.nn.Module, cfg: CfgNode) -> None:
+    if cfg.TEST.NUM_MASKED_VIEWS > 0 and not getattr(head, "QUERY_VIEWS", False):
+        raise ValueError(f"TEST.NUM_MASKED_VIEWS {cfg.TEST.NUM_MASKED_VIEWS}: HEAD.NAME {type(head).__name__} does not "
+                         f"average query views (a head declaring QUERY_VIEWS does, e.g. LogReg); set it to 0")
+
+
+def _cat_views(batches: List[List[BackboneOutput]]) -> Optional[List[BackboneOutput]]:
+    """Per view, the concatenation of the batches' outputs of that view (None when there are none)."""
+    return [BackboneOutput.cat(list(view)) for view in zip(*batches)] if batches else None
+
+
+def _episode_parts(views: List[BackboneOutput], support_rows, query_rows):
+    """(support, query) of an episode from per-view features: support view 0; query the one view, or the
+    list of all views (masked inference)."""
+    query = [v.index(query_rows) for v in views]
+    return views[0].index(support_rows), (query if len(query) > 1 else query[0])
+
+
 @torch.no_grad()
 def _extract_readable(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
-                      desc: str) -> Tuple[Optional[BackboneOutput], List[int]]:
-    """Backbone outputs (on CPU; None when there are none) of the readable clips among `dataset[i]` for
-    `indices`, computed by this process, and their clip indices (unreadable ones are skipped)."""
+                      desc: str) -> Tuple[Optional[List[BackboneOutput]], List[int]]:
+    """Backbone outputs (on CPU, one per view, see `backbone_views`; None when there are none) of the
+    readable clips among `dataset[i]` for `indices`, computed by this process, and their clip indices
+    (unreadable ones are skipped)."""
     device = device_for(cfg)
     batch_size = max(1, cfg.TEST.BATCH_SIZE // du.get_world_size())
     data_loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False,
@@ -79,44 +124,46 @@ def _extract_readable(backbone: torch.nn.Module, dataset, indices: Sequence[int]
     outputs, clips = [], []
     for batch in progress(data_loader, desc):
         if "inputs" in batch:
-            outputs.append(backbone(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)).to("cpu"))
+            inputs = inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
+            outputs.append([v.to("cpu") for v in backbone_views(backbone, inputs, batch["index"].tolist(), cfg)])
             clips.extend(batch["index"].tolist())
-    return (BackboneOutput.cat(outputs) if outputs else None), clips
+    return _cat_views(outputs), clips
 
 
 def extract_features(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
                      desc: str = "features") -> BackboneOutput:
-    """Backbone outputs (on CPU) of `dataset[i]` for `indices`, in that order, computed by this process;
-    raises when a clip cannot be read."""
+    """Backbone outputs (on CPU) of `dataset[i]` for `indices`, in that order, computed by this process
+    (masked inference: the first view); raises when a clip cannot be read."""
     features, clips = _extract_readable(backbone, dataset, indices, cfg, desc)
     if len(clips) != len(indices):
         raise RuntimeError(f"{len(indices) - len(clips)} of {len(indices)} clips could not be read (their paths "
                            f"are in the warnings above)")
-    return features
+    return features[0]
 
 
 def build_feature_cache(backbone, dataset, indices: List[int], cfg: CfgNode
-                        ) -> Tuple[Optional[BackboneOutput], Dict[int, int]]:
+                        ) -> Tuple[Optional[List[BackboneOutput]], Dict[int, int]]:
     """Extract every clip of `indices` (dataset of one view per clip) once, split among ranks, and
     gather the result on all ranks.
 
-    Returns the features (None when no clip could be read) and the row of each readable clip in them;
-    unreadable clips have no row."""
+    Returns the features, one BackboneOutput per view (see `backbone_views`; None when no clip could be
+    read), and the row of each readable clip in them; unreadable clips have no row."""
     rank, world = du.get_rank(), du.get_world_size()
     mine = indices[rank::world]
     gathered = du.all_gather_object(_extract_readable(backbone, dataset, mine, cfg, "feature cache"))
     order = [i for _, part in gathered for i in part]
-    parts = [f for f, _ in gathered if f is not None]
-    return (BackboneOutput.cat(parts) if parts else None), {clip: row for row, clip in enumerate(order)}
+    return _cat_views([f for f, _ in gathered if f is not None]), {clip: row for row, clip in enumerate(order)}
 
 
-def episode_accuracy(head, support: BackboneOutput, query: BackboneOutput, episode: Episode,
+def episode_accuracy(head, support: BackboneOutput, query, episode: Episode,
                      class_names, device: torch.device) -> float:
     """Fraction of `episode`'s queries that `head` classifies right, from the support [N*K] and query
-    [N*Q] features (`class_names`: the episode classes' names, for heads that read class text)."""
+    [N*Q] features (a list of views with masked inference; `class_names`: the episode classes' names,
+    for heads that read class text)."""
     support_labels = torch.as_tensor(episode.support_labels, device=device)
     query_labels = torch.as_tensor(episode.query_labels, device=device)
-    out = head(support.to(device), support_labels, query.to(device), episode.n_way, class_text=class_names)
+    query = [q.to(device) for q in query] if isinstance(query, list) else query.to(device)
+    out = head(support.to(device), support_labels, query, episode.n_way, class_text=class_names)
     return (out["logits"].argmax(1) == query_labels).float().mean().item()
 
 
@@ -135,9 +182,11 @@ def _episode_features(backbone, dataset, episode: Episode, cfg: CfgNode, device:
     unreadable.update(bad)
     if bad:
         return None
-    return tuple(backbone(inputs_to(default_collate([items[i] for i in clips])["inputs"], device,
-                                    cfg.TRAIN.CHANNELS_LAST))
-                 for clips in (episode.support, episode.query))
+    clips = [*episode.support, *episode.query]
+    views = backbone_views(backbone, inputs_to(default_collate([items[i] for i in clips])["inputs"], device,
+                                               cfg.TRAIN.CHANNELS_LAST), clips, cfg)
+    rows = torch.arange(len(clips))
+    return _episode_parts(views, rows[:len(episode.support)], rows[len(episode.support):])
 
 
 @torch.no_grad()
@@ -149,6 +198,7 @@ def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode,
     device = device_for(cfg)
     backbone.eval()
     head.eval()
+    _check_query_views(head, cfg)
     unreadable = set() if unreadable is None else unreadable
     if cfg.FEW_SHOT.USE_FEATURE_CACHE:
         needed = sorted({i for ep in episodes for i in (*ep.support, *ep.query)})
@@ -160,8 +210,8 @@ def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode,
         if not cfg.FEW_SHOT.USE_FEATURE_CACHE:
             parts = _episode_features(backbone, dataset, episode, cfg, device, unreadable)
         elif unreadable.isdisjoint((*episode.support, *episode.query)):
-            parts = tuple(features.index(torch.as_tensor([rows[i] for i in clips]))
-                          for clips in (episode.support, episode.query))
+            parts = _episode_parts(features, *(torch.as_tensor([rows[i] for i in clips], dtype=torch.long)
+                                               for clips in (episode.support, episode.query)))
         else:
             parts = None
         accs.append(None if parts is None else
@@ -191,6 +241,58 @@ def _save_outputs(cfg: CfgNode, episodes: List[Episode], accs: List[Optional[flo
     plt.close(fig)
 
 
+def pool_labels(cfg: CfgNode, labels: Sequence[int], part: str) -> np.ndarray:
+    """Clip labels of the episode pool `part` ("val" or "test") of a labelled pool. With
+    FEW_SHOT.VAL_POOL_FRACTION f > 0 and DATA.VAL_SPLIT equal to TEST.SPLIT, ceil(f * n) of the n clips of
+    each class (a draw seeded by FEW_SHOT.SEED) form the val part and the others the test part; clips of
+    the other part get label -1, which episodes never draw. Otherwise `labels` unchanged."""
+    labels = np.asarray(labels)
+    fraction = cfg.FEW_SHOT.VAL_POOL_FRACTION
+    if fraction <= 0 or cfg.DATA.VAL_SPLIT != cfg.TEST.SPLIT:
+        return labels
+    if part not in ("val", "test") or fraction >= 1:
+        raise ValueError(f"pool part must be 'val' or 'test' and FEW_SHOT.VAL_POOL_FRACTION < 1, got {part!r}, "
+                         f"{fraction}")
+    rng = np.random.default_rng([cfg.FEW_SHOT.SEED, 1])
+    held = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels[labels >= 0]):
+        clips = rng.permutation(np.flatnonzero(labels == label))
+        held[clips[:math.ceil(fraction * len(clips))]] = True
+    return np.where(held if part == "val" else ~held, labels, -1)
+
+
+class EpisodicValidation:
+    """Few-shot validation of a model trained with any protocol (TRAIN.VAL_PROTOCOL "episodic"): its
+    backbone and few-shot head as the episodic test runs them (masked views with TEST.NUM_MASKED_VIEWS),
+    on FEW_SHOT.VAL_EPISODES fixed episodes of TEST.DATASET's DATA.VAL_SPLIT (its "val" part, see
+    `pool_labels`). `validation(model, cur_epoch)` logs and returns the `val_epoch` stats: `acc`, `ci95`
+    (%), `episodes` and `top1_err` = 100 - acc (what TRAIN.BEST_METRIC "auto" selects on)."""
+
+    def __init__(self, cfg: CfgNode):
+        self.cfg = cfg
+        self.dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.DATA.VAL_SPLIT)
+        episodes = episodes_for_cfg(cfg, pool_labels(cfg, self.dataset.labels, "val"), cfg.FEW_SHOT.VAL_EPISODES,
+                                    episodes_file="")
+        self.episodes = split_for_rank(episodes, du.get_rank(), du.get_world_size())
+
+    def __call__(self, model: torch.nn.Module, cur_epoch: int) -> Dict:
+        backbone, head = fewshot_parts(model, self.cfg)
+        accs = run_episodes(backbone, head, self.dataset, self.episodes, self.cfg)
+        evaluated = [acc for part in du.all_gather_object(accs) for acc in part if acc is not None]
+        if not evaluated:
+            raise RuntimeError(f"no validation episode of {self.cfg.DATA.VAL_SPLIT!r} could be evaluated (epoch "
+                               f"{cur_epoch + 1}): see the warnings above for unreadable clips")
+        meter = EpisodeMeter(self.cfg.FEW_SHOT.WAY, self.cfg.FEW_SHOT.SHOT, self.cfg.FEW_SHOT.QUERY)
+        meter.update(evaluated)
+        summary = meter.summary()
+        stats = {"_type": "val_epoch", "epoch": f"{cur_epoch + 1}/{self.cfg.SOLVER.MAX_EPOCH}",
+                 "acc": summary["acc"], "ci95": summary["ci95"], "episodes": summary["episodes"],
+                 "top1_err": 100.0 - summary["acc"]}
+        if du.is_master_proc():
+            log_json_stats(stats)
+        return stats
+
+
 def episodic_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     """Run the configured episodes and report `acc = XX.XX ± Y.YY (95% CI, N episodes)`.
 
@@ -201,7 +303,7 @@ def episodic_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
         raise ValueError(
             f"episodic test needs one view per clip: set TEST.NUM_ENSEMBLE_VIEWS 1 and TEST.NUM_SPATIAL_CROPS 1 "
             f"(dataset {cfg.TEST.DATASET} has {len(dataset)} items for {len(dataset.labels)} clips)")
-    episodes = episodes_for_cfg(cfg, dataset.labels)
+    episodes = episodes_for_cfg(cfg, pool_labels(cfg, dataset.labels, "test"))
     backbone, head = fewshot_parts(model, cfg)
     mine = split_for_rank(episodes, du.get_rank(), du.get_world_size())
     unreadable: Set[int] = set()

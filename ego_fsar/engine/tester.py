@@ -15,6 +15,7 @@ from ego_fsar.utils.logging import get_logger, setup_logging
 from ego_fsar.utils.meters import TestMeter
 
 from .common import channels_last_3d, inputs_to, progress
+from .egomcq_test import egomcq_test
 from .fewshot_test import episodic_test
 
 logger = get_logger(__name__)
@@ -95,7 +96,7 @@ def multiview_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     return stats
 
 
-_PROTOCOLS = {"multiview": multiview_test, "episodic": episodic_test}
+_PROTOCOLS = {"multiview": multiview_test, "episodic": episodic_test, "egomcq": egomcq_test}
 
 
 def test(cfg: CfgNode) -> Dict:

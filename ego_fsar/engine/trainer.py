@@ -27,6 +27,7 @@ from ego_fsar.utils.tensorboard import TensorboardWriter
 
 from .best_checkpoint import BestCheckpoint
 from .common import channels_last_3d, progress
+from .fewshot_test import EpisodicValidation
 from .protocols import get_protocol
 
 logger = get_logger(__name__)
@@ -85,7 +86,7 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
         skipped += protocol.skipped(batch)
         with autocast(policy):
             outputs, labels, batch_size = protocol.forward(model, batch, device, cfg)
-            loss, _parts = criterion(outputs, labels)
+            loss, parts = criterion(outputs, labels)
         if not is_finite_loss(loss):
             raise FloatingPointError(
                 f"loss is {loss.item()} at epoch {cur_epoch + 1}, iteration {cur_iter + 1}: stopping")
@@ -99,14 +100,16 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
             _check_finite(params, "weights", cur_epoch, cur_iter)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-        (loss_value,) = du.all_reduce([loss.detach().float().cpu()])
-        loss_value = loss_value.item()
+        loss_value, *part_values = du.all_reduce([loss.detach().float().cpu()] +
+                                                 [torch.tensor(float(v)) for v in parts.values()])
+        loss_value, parts = loss_value.item(), {k: v.item() for k, v in zip(parts, part_values)}
         mb_size = batch_size * du.get_world_size()
         meter.iter_toc()
-        _update(meter, _error_stats(outputs, labels, cfg), loss_value, lr, mb_size)
+        _update(meter, {**_error_stats(outputs, labels, cfg), **parts}, loss_value, lr, mb_size)
         meter.log_iter_stats(cur_epoch, cur_iter)
         step = cur_epoch * data_size + cur_iter
-        writer.add_scalars({"Train/loss": loss_value, "Train/lr": lr}, step)
+        writer.add_scalars({"Train/loss": loss_value, "Train/lr": lr, **{f"Train/{k}": v for k, v in parts.items()}},
+                           step)
         meter.iter_tic()
     stats = meter.log_epoch_stats(cur_epoch)
     meter.reset()
@@ -180,6 +183,22 @@ def _precise_bn(data_loader, model, cfg: CfgNode, device: torch.device, protocol
     update_bn_stats(model, batches, min(cfg.BN.NUM_BATCHES_PRECISE, len(data_loader)))
 
 
+def build_validation(cfg: CfgNode, device: torch.device, protocol):
+    """`validate(model, cur_epoch) -> val stats`, or None with TRAIN.EVAL_PERIOD 0: the training
+    protocol's `eval_epoch` on DATA.VAL_SPLIT, or with TRAIN.VAL_PROTOCOL "episodic" the few-shot test's
+    episodes (`EpisodicValidation`, e.g. for a model trained on unlabelled clips)."""
+    if cfg.TRAIN.EVAL_PERIOD <= 0:
+        return None
+    if cfg.TRAIN.VAL_PROTOCOL == "episodic":
+        return EpisodicValidation(cfg)
+    if cfg.TRAIN.VAL_PROTOCOL:
+        raise ValueError(f"TRAIN.VAL_PROTOCOL must be '' (TRAIN.PROTOCOL's validation) or 'episodic', got "
+                         f"{cfg.TRAIN.VAL_PROTOCOL!r}")
+    val_loader = protocol.loader(cfg, cfg.DATA.VAL_SPLIT)
+    meter = ValMeter(len(val_loader), cfg)
+    return lambda model, cur_epoch: eval_epoch(val_loader, model, meter, cur_epoch, cfg, device, protocol)
+
+
 def wrap_ddp(model: nn.Module, cfg: CfgNode, device: torch.device) -> nn.parallel.DistributedDataParallel:
     """`model` in DistributedDataParallel over the current process group; gradients are all-reduced in
     fp16 (torch's compression hook) with MODEL.FP16_ALLREDUCE."""
@@ -218,16 +237,15 @@ def train(cfg: CfgNode) -> torch.nn.Module:
     start_epoch = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
     protocol = get_protocol(cfg)
     train_loader = protocol.loader(cfg, cfg.DATA.TRAIN_SPLIT)
-    val_loader = protocol.loader(cfg, cfg.DATA.VAL_SPLIT) if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    validate = build_validation(cfg, device, protocol)
     criterion = build_loss(cfg)
     train_meter = TrainMeter(_iters(train_loader, cfg), cfg)
-    val_meter = ValMeter(len(val_loader), cfg) if val_loader is not None else None
     writer = TensorboardWriter(cfg)
     logger.info("Start epoch: %d", start_epoch + 1)
     if start_epoch >= cfg.SOLVER.MAX_EPOCH:
         logger.warning("Nothing to train: the checkpoint ends at epoch %d >= SOLVER.MAX_EPOCH %d (set "
                        "TRAIN.CHECKPOINT_EPOCH_RESET True to fine-tune from it)", start_epoch, cfg.SOLVER.MAX_EPOCH)
-    best = BestCheckpoint(cfg) if val_loader is not None else None
+    best = BestCheckpoint(cfg) if validate is not None else None
     for cur_epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
         loader.shuffle_dataset(train_loader, cur_epoch)
         stats = train_epoch(train_loader, model, optimizer, scaler, criterion, train_meter, cur_epoch,
@@ -235,9 +253,9 @@ def train(cfg: CfgNode) -> torch.nn.Module:
         writer.add_scalars({f"Train/epoch_{k}": v for k, v in stats.items()}, cur_epoch)
         if cfg.BN.USE_PRECISE_STATS:
             _precise_bn(train_loader, model, cfg, device, protocol)
-        if val_loader is not None and ((cur_epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0
-                                       or cur_epoch + 1 == cfg.SOLVER.MAX_EPOCH):
-            val_stats = eval_epoch(val_loader, model, val_meter, cur_epoch, cfg, device, protocol)
+        if validate is not None and ((cur_epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0
+                                     or cur_epoch + 1 == cfg.SOLVER.MAX_EPOCH):
+            val_stats = validate(model, cur_epoch)
             writer.add_scalars({f"Val/{k}": v for k, v in val_stats.items()}, cur_epoch)
             best.step(val_stats, model, optimizer, cur_epoch, scaler)
         if cu.is_checkpoint_epoch(cfg, cur_epoch):  # after validation: a resumed run continues from here
@@ -247,4 +265,4 @@ def train(cfg: CfgNode) -> torch.nn.Module:
     return du.unwrap(model)
 
 
-__all__ = ["train", "train_epoch", "eval_epoch", "build_train_model", "wrap_ddp"]
+__all__ = ["train", "train_epoch", "eval_epoch", "build_validation", "build_train_model", "wrap_ddp"]

@@ -144,3 +144,68 @@ def build_loss(cfg) -> Criterion:
 def is_finite_loss(loss: torch.Tensor) -> bool:
     """True when every element of `loss` is finite (neither NaN nor inf)."""
     return bool(torch.isfinite(loss).all()) if isinstance(loss, torch.Tensor) else math.isfinite(loss)
+
+
+def decoupled_contrastive_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    temperature: float,
+    weight_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+) -> torch.Tensor:
+    """Decoupled contrastive loss (Yeh et al., ECCV 2022) of `z1` [N, D] against `z2` [N, D], one direction.
+
+    Row i's positive is (z1_i, z2_i); its negatives are z1_i against every other z1_j and z2_j (the
+    positive and the self-similarity z1_i . z1_i are left out of the denominator). `weight_fn(z1, z2)`
+    ([N] or a scalar), when given, multiplies the positive term only. The inputs are used as given
+    (L2-normalise them first for cosine similarities). Returns the mean over rows, a 0-dim tensor.
+    """
+    cross = z1 @ z2.t() / temperature
+    positive = -cross.diagonal()
+    if weight_fn is not None:
+        positive = positive * weight_fn(z1, z2)
+    eye = torch.eye(z1.size(0), dtype=torch.bool, device=z1.device)
+    negatives = torch.cat([(z1 @ z1.t() / temperature).masked_fill(eye, float("-inf")),
+                           cross.masked_fill(eye, float("-inf"))], dim=1)
+    return (positive + torch.logsumexp(negatives, dim=1)).mean()
+
+
+def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                    alpha: float = 1.0) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al.): KL(log_softmax(s/T) || softmax(t/T)) * alpha * T^2,
+    summed over classes and averaged over the rows of `student`/`teacher` [N, C] (0 when N is 0)."""
+    if student.size(0) == 0:
+        return student.sum() * 0.0
+    log_p = F.log_softmax(student.float() / temperature, dim=-1)
+    q = F.softmax(teacher.float() / temperature, dim=-1)
+    return F.kl_div(log_p, q, reduction="batchmean") * alpha * temperature ** 2
+
+
+def _shares_tag(multi_hot: torch.Tensor) -> torch.Tensor:
+    """[N, N] bool: clips i and j share at least one tag of `multi_hot` [N, K] (entries > 0)."""
+    tags = (multi_hot > 0).float()
+    return (tags @ tags.t()) > 0
+
+
+def egonce_loss(sim: torch.Tensor, verb_multi_hot: torch.Tensor, noun_multi_hot: torch.Tensor,
+                temperature: float = 0.05, verb: bool = True, noun: bool = True) -> torch.Tensor:
+    """EgoNCE (EgoVLP): InfoNCE in both directions with action-aware positives.
+
+    `sim` [N, N]: text rows, video columns (cosine similarities). Pair (i, j) is positive when i == j,
+    or when clips i and j share at least one verb (`verb_multi_hot` [N, V]) and at least one noun
+    (`noun_multi_hot` [N, M]); `verb=False` / `noun=False` drop that condition (both False: InfoNCE). A
+    clip with no verb (or noun) has no off-diagonal positive through that tag. Returns the 0-dim
+    `-mean_i log sum_{j pos} softmax_j(sim[i] / t) - mean_j log sum_{i pos} softmax_i(sim[:, j] / t)`,
+    which is plain InfoNCE (text-to-video plus video-to-text) when no two clips share tags."""
+    n = sim.shape[0]
+    if sim.dim() != 2 or sim.shape[1] != n or verb_multi_hot.shape[0] != n or noun_multi_hot.shape[0] != n:
+        raise ValueError(f"egonce_loss needs sim [N, N] and tags [N, *], got sim {tuple(sim.shape)}, verbs "
+                         f"{tuple(verb_multi_hot.shape)}, nouns {tuple(noun_multi_hot.shape)}")
+    positive = torch.eye(n, dtype=torch.bool, device=sim.device)
+    shared = [_shares_tag(tags.to(sim.device)) for tags, use in ((verb_multi_hot, verb), (noun_multi_hot, noun)) if use]
+    if shared:
+        positive |= torch.stack(shared).all(0)
+    logits = sim.float() / temperature
+    masked = logits.masked_fill(~positive, float("-inf"))
+    text_to_video = masked.logsumexp(1) - logits.logsumexp(1)
+    video_to_text = masked.logsumexp(0) - logits.logsumexp(0)
+    return -(text_to_video.mean() + video_to_text.mean())

@@ -222,8 +222,10 @@ def _read_latest(path_to_job: str) -> Optional[Tuple[str, Dict[str, Any]]]:
 
 def load_train_checkpoint(cfg: CfgNode, model, optimizer, scaler=None) -> int:
     """PySlowFast precedence for training: auto-resume from the newest readable checkpoint in
-    OUTPUT_DIR (model, optimizer, scaler, this process's RNG), else initialise from
-    TRAIN.CHECKPOINT_FILE_PATH. Returns the 0-based epoch to start from."""
+    OUTPUT_DIR (model, optimizer, scaler, this process's RNG), else initialise the parts of a model
+    that start from files its config names (its `load_pretrained()`, if it has one, e.g.
+    MultimodalDistill's teachers), then from TRAIN.CHECKPOINT_FILE_PATH. Returns the 0-based epoch to
+    start from."""
     if cfg.TRAIN.AUTO_RESUME:
         if du.is_master_proc():
             remove_stale_temp_files(get_checkpoint_dir(cfg.OUTPUT_DIR))
@@ -233,6 +235,9 @@ def load_train_checkpoint(cfg: CfgNode, model, optimizer, scaler=None) -> int:
             logger.info("Auto-resuming from %s", path)
             return load_checkpoint(path, model, optimizer, scaler, strict=cfg.TRAIN.CHECKPOINT_STRICT,
                                    restore_rng=True, checkpoint=checkpoint) + 1
+    load_pretrained = getattr(du.unwrap(model), "load_pretrained", None)
+    if load_pretrained is not None:
+        load_pretrained()
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
         logger.info("Initialising from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
         return load_from_cfg(cfg, cfg.TRAIN.CHECKPOINT_FILE_PATH, model, optimizer, scaler) + 1

@@ -12,6 +12,11 @@ state dict out of its container; it neither reads files nor touches models. Form
   names; the text tower is dropped. Detected from `class_embedding` keys.
 - "torchvision": an ImageNet ResNet (`layer1.0.conv1.weight`, ...) renamed to PySlowFast's ResNet
   names, to be inflated to 3D. Detected from `layer1.0.conv1.weight`.
+- "egovlp": the EgoVLP authors' checkpoint (`module.video_model.*`, `module.vid_proj.0.*`,
+  `module.txt_proj.1.*`, `module.text_model.*`) renamed to VideoText's names (flat backbone,
+  `head.vid_proj.*`, `head.txt_proj.*`, `head.text.model.0.auto_model.*`). Where the architectures
+  differ (TimeSformer's divided attention and 2D patch embedding, DistilBERT for MiniLM) the keys and
+  shapes do not agree and are reported by the loader. Detected from `video_model.` keys.
 
 Then the names are fitted to the model: a prefix the model adds (e.g. `backbone.`) is found and
 added, BN statistics go to sub-batch-norm layers, 2D conv kernels are inflated (repeated over time
@@ -31,7 +36,7 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_TYPES = ("pytorch", "caffe2", "clip", "torchvision")
+CHECKPOINT_TYPES = ("pytorch", "caffe2", "clip", "torchvision", "egovlp")
 
 Grid = Tuple[int, int, int]
 Rule = Tuple[str, Union[str, Callable[[re.Match], str]]]
@@ -117,7 +122,17 @@ TORCHVISION_RULES: List[Rule] = [
     (r"^fc\.", "head.projection."),
 ]
 
-_RULES: Dict[str, List[Rule]] = {"caffe2": C2_RULES, "clip": CLIP_RULES, "torchvision": TORCHVISION_RULES}
+# EgoVLP (DistributedDataParallel's `module.` prefix removed) -> VideoText.
+EGOVLP_RULES: List[Rule] = [
+    (r"^module\.", ""),
+    (r"^video_model\.", ""),
+    (r"^vid_proj\.0\.", "head.vid_proj."),
+    (r"^txt_proj\.1\.", "head.txt_proj."),
+    (r"^text_model\.", "head.text.model.0.auto_model."),
+]
+
+_RULES: Dict[str, List[Rule]] = {"caffe2": C2_RULES, "clip": CLIP_RULES, "torchvision": TORCHVISION_RULES,
+                                 "egovlp": EGOVLP_RULES}
 
 
 def rename(name: str, rules: Sequence[Rule]) -> str:
@@ -137,6 +152,8 @@ def detect_format(state_dict: Mapping[str, Any], checkpoint_type: str = "pytorch
         return "clip"
     if {"conv1.weight", "layer1.0.conv1.weight"} <= set(state_dict):
         return "torchvision"
+    if any(key.startswith(("video_model.", "module.video_model.")) for key in state_dict):
+        return "egovlp"
     return "pytorch"
 
 

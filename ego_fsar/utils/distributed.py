@@ -60,3 +60,30 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if hasattr(model, "module") and isinstance(
         model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums the incoming gradients over processes and keeps this rank's rows."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rows = slice(get_rank() * tensor.shape[0], (get_rank() + 1) * tensor.shape[0])
+        parts = [torch.empty_like(tensor) for _ in range(get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rows]
+
+
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """[W*B, ...] concatenation of `tensor` [B, ...] (same shape on every rank) from all processes in rank
+    order, differentiable: the gradient of this rank's rows is summed over processes. When every process
+    computes the same loss on the gathered batch, DDP's gradient average then equals the gradient of
+    that loss in one process holding the whole batch."""
+    if get_world_size() == 1:
+        return tensor
+    return _GatherWithGrad.apply(tensor)

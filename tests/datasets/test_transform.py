@@ -81,3 +81,22 @@ def test_color_jitter_is_one_change_for_the_clip():
 def test_clip_transform_rejects_float_frames():
     with pytest.raises(ValueError, match="uint8"):
         T.clip_transform(_cfg(), torch.rand(2, 8, 8, 3), 1)
+
+
+def test_test_no_crop_resizes_the_whole_frame_for_every_view():
+    cfg = _cfg()
+    cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_NO_CROP = 8, True
+    x = torch.rand(2, 3, 12, 20)
+    whole = torch.nn.functional.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False)
+    for spatial_idx in range(3):
+        params = T.sample_spatial_params(cfg, 12, 20, spatial_idx)
+        assert params.box == (0.0, 0.0, 1.0, 1.0)
+        torch.testing.assert_close(T.spatial_transform(x, params), whole, atol=1e-5, rtol=0)
+    # another resolution (e.g. pose heatmaps) is resized whole to its own size
+    torch.testing.assert_close(T.spatial_transform(x, params, size=4),
+                               torch.nn.functional.interpolate(x, size=(4, 4), mode="bilinear", align_corners=False),
+                               atol=1e-5, rtol=0)
+    cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE = [12, 12], 8
+    assert not T.sample_spatial_params(cfg, 12, 20, -1).whole  # training keeps its crops
+    cfg.DATA.TEST_NO_CROP = False
+    assert T.sample_spatial_params(cfg, 12, 20, 1).box != (0.0, 0.0, 1.0, 1.0)

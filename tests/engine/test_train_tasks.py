@@ -51,6 +51,9 @@ def test_verb_noun_training_selects_on_action_error(cfg, tmp_path):
     trainer.train(cfg)
     val = _records(cfg.OUTPUT_DIR, "val_epoch")
     assert "top1_err" not in val[0] and {"verb_top1_err", "noun_top1_err", "action_top1_err"} <= set(val[0])
+    (epoch, _) = _records(cfg.OUTPUT_DIR, "train_epoch")
+    assert epoch["loss"] == pytest.approx(epoch["loss_cls"])  # each loss part is logged
+    assert epoch["loss_cls"] == pytest.approx(epoch["loss_cls_verb"] + epoch["loss_cls_noun"])
     assert "selects on action_top1_err (lower is better)" in _log(cfg.OUTPUT_DIR)
     best = _best(cfg.OUTPUT_DIR)["best_metric"]
     assert best == {"name": "action_top1_err", "value": pytest.approx(min(r["action_top1_err"] for r in val))}

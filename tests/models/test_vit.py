@@ -183,7 +183,7 @@ def test_tube_masks_are_seeded_and_shaped():
     again = TubeMaskGenerator(0.75, seed=3)
     assert torch.equal(again(4, (2, 4, 4)), masks)
     assert not torch.equal(again(4, (2, 4, 4)), masks)  # the next draw differs
-    with pytest.raises(ValueError, match="VIT.MASK_RATIO"):
+    with pytest.raises(ValueError, match="MASK.RATIO"):
         TubeMaskGenerator(1.0)
 
 

@@ -16,14 +16,14 @@ class TubeMaskGenerator:
 
     def __init__(self, ratio: float, seed: int = 0):
         if not 0.0 <= ratio < 1.0:
-            raise ValueError(f"VIT.MASK_RATIO must be in [0, 1), got {ratio}")
+            raise ValueError(f"MASK.RATIO must be in [0, 1), got {ratio}")
         self.ratio = ratio
         self.generator = torch.Generator().manual_seed(seed)
 
     @classmethod
     def from_cfg(cls, cfg) -> "TubeMaskGenerator":
-        """Ratio `VIT.MASK_RATIO`, seed `RNG_SEED`."""
-        return cls(cfg.VIT.MASK_RATIO, cfg.RNG_SEED)
+        """Ratio `MASK.RATIO`, seed `RNG_SEED`."""
+        return cls(cfg.MASK.RATIO, cfg.RNG_SEED)
 
     def __call__(self, batch_size: int, grid: Sequence[int]) -> Tensor:
         """Masks `[batch_size, T' * H' * W']` for a token grid `(T', H', W')`."""
@@ -33,6 +33,13 @@ class TubeMaskGenerator:
         ranks = torch.rand(batch_size, positions, generator=self.generator).argsort(1).argsort(1)
         per_slot = ranks < num_masked
         return per_slot.unsqueeze(1).expand(batch_size, slots, positions).reshape(batch_size, -1)
+
+
+def clip_tube_masks(ratio: float, seed: int, clips: Sequence[int], view: int, grid: Sequence[int]) -> Tensor:
+    """Masks `[len(clips), T' * H' * W']`, the one of clip c and view `view` drawn from a generator
+    seeded by (seed, c, view) alone: the same whichever batch, process or order the clip comes in."""
+    return torch.cat([TubeMaskGenerator(ratio, seed=(seed * 1_000_003 + int(c)) * 101 + view)(1, grid)
+                      for c in clips])
 
 
 def visible_tokens(tokens: Tensor, mask: Tensor, num_slots: int) -> Tensor:

@@ -230,7 +230,15 @@ class VideoViT(nn.Module):
             return resize_grid_table(self.pos_embed[0], self.pos_grid, grid).unsqueeze(0)
         return sinusoid_table(math.prod(grid), self.out_dim).to(self.pos_embed.device).unsqueeze(0)
 
-    def forward(self, inputs: List[torch.Tensor], mask: Optional[torch.Tensor] = None) -> BackboneOutput:
+    def token_grid(self, inputs: Sequence[torch.Tensor]) -> Tuple[int, int, int]:
+        """Token grid (T', H', W') of a pathway list [B, C, T, H, W] (for drawing tube masks)."""
+        return self.patch_embed.grid(single_pathway(inputs, type(self).__name__).shape[2:])
+
+    def encode(self, inputs: List[torch.Tensor], mask: Optional[torch.Tensor] = None
+               ) -> Tuple[torch.Tensor, List[torch.Tensor], int]:
+        """Tokens after the blocks (and `norm` with VIT.ENCODER_NORM) [B, extra + N_vis, D] (extra: the
+        class token, if any), the VIT.HIDDEN_LAYERS maps and the number of temporal slots. With a [B, N]
+        `mask` the encoder runs on the tokens where it is False only."""
         x = single_pathway(inputs, type(self).__name__)
         grid = self.patch_embed.grid(x.shape[2:])
         slots = grid[0]
@@ -249,7 +257,12 @@ class VideoViT(nn.Module):
                 hidden.append(tokens[:, extra:].reshape(b, slots, -1, d))
         if self.norm is not None:
             tokens = self.norm(tokens)
-        patches = tokens[:, extra:]
+        return tokens, hidden, slots
+
+    def forward(self, inputs: List[torch.Tensor], mask: Optional[torch.Tensor] = None) -> BackboneOutput:
+        tokens, hidden, slots = self.encode(inputs, mask)
+        b, _, d = tokens.shape
+        patches = tokens if self.mean_pooling else tokens[:, 1:]
         frames = patches.reshape(b, slots, -1, d).mean(2)
         if self.mean_pooling:
             pooled, frames = self.fc_norm(patches.mean(1)), self.fc_norm(frames)

@@ -19,7 +19,7 @@ class LogReg(nn.Module):
     (L2-normalised if HEAD.LOGREG_NORMALIZE), on CPU with scikit-learn.
 
     `query` may be one BackboneOutput/tensor or a list of views of the same queries (MM-CDFSL's
-    masked views): class probabilities are averaged over views. Returns
+    masked views, TEST.NUM_MASKED_VIEWS; `QUERY_VIEWS`): class probabilities are averaged over views. Returns
     {"logits": log of the (averaged) probabilities [N*Q, n_way]}, no gradient: an evaluation
     head.
 
@@ -27,6 +27,7 @@ class LogReg(nn.Module):
     """
 
     PARAMETER_FREE = True
+    QUERY_VIEWS = True
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

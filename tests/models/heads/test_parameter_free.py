@@ -15,7 +15,7 @@ PARAMETER_FREE = ["LogReg", "OTAM", "ProtoNet"]
 
 
 def test_every_fewshot_head_declares_it():
-    assert FEWSHOT_HEADS == ["EMPNet", "LogReg", "OTAM", "ProtoNet", "TAMT", "TRX"]
+    assert FEWSHOT_HEADS == ["EMPNet", "LogReg", "OTAM", "ProtoNet", "TAMT", "TRX", "TextZeroShot"]
     assert all("PARAMETER_FREE" in vars(HEAD_REGISTRY.get(name)) for name in FEWSHOT_HEADS)
     assert [name for name in FEWSHOT_HEADS if HEAD_REGISTRY.get(name).PARAMETER_FREE] == PARAMETER_FREE
 

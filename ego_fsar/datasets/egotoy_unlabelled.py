@@ -1,0 +1,55 @@
+"""EgoToy's unlabelled target pool (MM-CDFSL's `<target>_unlabel` clips), written beside an EgoToy.
+
+`write_unlabelled_pool(root, ...)` renders `clips_per_class` new target-domain clips of every target class
+(test and fewshot_val) with the same renderer, in videos of their own (`P05_u01`, ...), and writes
+`annotations/EgoToy_unlabelled.csv` (EPIC's columns; the true classes are kept in the file for analysis,
+the `EgoToyUnlabelled` dataset hides them) and appends the videos to `EgoToy_video_info.csv`. Nothing that
+`make_egotoy` wrote changes otherwise: its splits, frames and videos keep their bytes. Clip i is drawn from
+`[seed, 4, i]` (the four EgoToy splits use 0-3). Call it with the size arguments given to `make_egotoy`.
+"""
+import csv
+import os
+from typing import Tuple
+
+import numpy as np
+
+from .egotoy import (PREFIX, Renderer, TARGET, _annotation_row, _write_csv, _write_video_files, class_pairs,
+                     split_specs)
+from .epickitchens import EPIC_COLUMNS
+
+UNLABELLED_SPLIT = "unlabelled"
+_SPLIT_NO = 4
+
+
+def write_unlabelled_pool(root: str, seed: int = 0, size: int = 64, num_frames: int = 16, fps: int = 30,
+                          source_pairs: int = 12, test_pairs: int = 6, fewshot_val_pairs: int = 3,
+                          clips: Tuple[int, int, int, int] = (30, 8, 24, 20), clips_per_class: int = 20,
+                          clips_per_video: int = 32, write_videos: bool = True, write_flow: bool = False,
+                          write_pose: bool = False) -> int:
+    """Write the pool under the EgoToy at `root` (see the module doc); returns its number of clips."""
+    ann_dir = os.path.join(root, "annotations")
+    path = os.path.join(ann_dir, f"{PREFIX}_{UNLABELLED_SPLIT}.csv")
+    if not os.path.isdir(ann_dir) or os.path.exists(path):
+        raise FileExistsError(f"{root} must hold an EgoToy without an unlabelled pool ({path})")
+    pairs = class_pairs(source_pairs, test_pairs, fewshot_val_pairs)
+    specs = split_specs(source_pairs, test_pairs, fewshot_val_pairs, clips)
+    class_ids = [c for spec in specs if spec.domain is TARGET for c in spec.class_ids]
+    jobs = [c for c in class_ids for _ in range(clips_per_class)]
+    jobs = [jobs[i] for i in np.random.default_rng([seed, _SPLIT_NO]).permutation(len(jobs))]
+    renderer = Renderer(size, num_frames)
+    rows, video_rows = [], []
+    for video_no, first in enumerate(range(0, len(jobs), clips_per_video)):
+        participant = TARGET.participants[video_no % len(TARGET.participants)]
+        video_id = f"{participant}_u{video_no // len(TARGET.participants) + 1:02d}"
+        renders = []
+        for clip_no, class_id in enumerate(jobs[first:first + clips_per_video], start=first):
+            renders.append(renderer.render(pairs[class_id], TARGET, np.random.default_rng([seed, _SPLIT_NO, clip_no])))
+            rows.append(_annotation_row(video_id, participant, len(renders) - 1, num_frames, fps, pairs[class_id],
+                                        class_id, renders[-1].digit))
+        num = _write_video_files(root, participant, video_id, renders, fps, write_videos, write_flow, write_pose)
+        video_rows.append((video_id, f"{num / fps:.6f}", fps, f"{size}x{size}"))
+    _write_csv(path, EPIC_COLUMNS, rows)
+    with open(os.path.join(ann_dir, f"{PREFIX}_video_info.csv"), "a", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(video_rows)
+    return len(rows)
+

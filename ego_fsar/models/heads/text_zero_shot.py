@@ -1,0 +1,80 @@
+"""Video-text towers' shared space and the zero-shot few-shot head built on it (EgoVLP).
+
+`TextTower`: the MiniLM sentence encoder (TEXT.ENCODER), trainable (a module of its own, saved in
+checkpoints) or frozen (EGOVLP.TEXT_TRAINABLE False: the shared, cached `TextEncoder`, kept out of
+checkpoints and optimisers). `TextZeroShot` (HEAD.NAME): the projections of video features
+(`vid_proj`, backbone width -> EGOVLP.PROJ_DIM) and of text (`txt_proj`) into the shared space, and a
+classifier whose class prototypes are the embeddings of the class names under TEXT.TEMPLATES.
+"""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..build import HEAD_REGISTRY
+from ..outputs import as_backbone_output
+from ..text_encoder import _ENCODERS, TextEncoder
+
+
+class TextTower(nn.Module):
+    """`forward(texts: list of n str) -> [n, dim]` sentence embeddings (L2-normalised, mean-pooled MiniLM)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.frozen = TextEncoder.from_cfg(cfg)
+        self.dim = self.frozen.dim
+        self.model = None
+        if cfg.EGOVLP.TEXT_TRAINABLE:
+            with torch.device("cpu"):  # pre-trained weights load on the CPU (also under a meta-device build)
+                self.model = _ENCODERS[cfg.TEXT.ENCODER][0]()
+
+    def forward(self, texts: Sequence[str], device: torch.device) -> torch.Tensor:
+        if self.model is None:
+            return self.frozen.encode(list(texts), "{}").to(device)
+        features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.model.preprocess(list(texts)).items()}
+        return self.model(features)["sentence_embedding"]
+
+
+@HEAD_REGISTRY.register()
+class TextZeroShot(nn.Module):
+    """Zero-shot N-way classifier: cosine of each query clip's projected `pooled` feature to each class's
+    text prototype (mean over TEXT.TEMPLATES of the projected, normalised embeddings of
+    `template.format(name)`), divided by EGOVLP.TEMPERATURE. The support set is not used, so episodes may
+    have FEW_SHOT.SHOT 0. Output: {"logits": [N*Q, n_way]}. Its projections are trained by VideoText,
+    so it is not parameter-free: it must come from a VideoText checkpoint."""
+
+    PARAMETER_FREE = False
+
+    def __init__(self, cfg, in_dim: int):
+        super().__init__()
+        self.templates: List[str] = list(cfg.TEXT.TEMPLATES) or [cfg.TEXT.TEMPLATE]
+        bad = [t for t in self.templates if "{}" not in t]
+        if bad:
+            raise ValueError(f"TEXT.TEMPLATES: every template needs a '{{}}' for the class name, got {bad}")
+        self.temperature = cfg.EGOVLP.TEMPERATURE
+        self.vid_proj = nn.Linear(in_dim, cfg.EGOVLP.PROJ_DIM)
+        self.text = TextTower(cfg)
+        self.txt_proj = nn.Linear(self.text.dim, cfg.EGOVLP.PROJ_DIM)
+
+    def encode_video(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Backbone features [B, D] -> normalised joint-space embeddings [B, PROJ_DIM]."""
+        return F.normalize(self.vid_proj(pooled), dim=-1)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Sentences (n) -> normalised joint-space embeddings [n, PROJ_DIM]."""
+        return F.normalize(self.txt_proj(self.text(texts, self.txt_proj.weight.device)), dim=-1)
+
+    def class_prototypes(self, names: Sequence[str]) -> torch.Tensor:
+        """[len(names), PROJ_DIM]: normalised mean over templates of the names' text embeddings."""
+        per_template = torch.stack([self.encode_text([t.format(n) for n in names]) for t in self.templates])
+        return F.normalize(per_template.mean(0), dim=-1)
+
+    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+                class_text: Optional[List[str]] = None,
+                query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        if class_text is None or len(class_text) != n_way:
+            raise ValueError(f"HEAD.NAME TextZeroShot needs the {n_way} class names of the episode (a dataset with "
+                             f"class_names), got {class_text!r}")
+        video = self.encode_video(as_backbone_output(query).pooled)
+        return {"logits": video @ self.class_prototypes(class_text).t() / self.temperature}
