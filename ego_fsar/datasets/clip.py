@@ -18,18 +18,17 @@ alike. An item's `inputs` is the pathway list of the FIRST modality, so a single
 reads any of them; with several modalities the item also holds `modalities`, {name: pathway list}
 of all of them (the first included), e.g. {"rgb": [slow, fast], "flow": [...], "pose": [...]}.
 """
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import numpy as np
 from fvcore.common.config import CfgNode
-from torch.utils.data import Dataset
 
 from .decoder import DECODER_REGISTRY
 from .modalities import check_modalities, read_modalities, transform_modalities
 from .sampling import sample_frame_indices
-from .utils import FailureTracker, SkippedItem, load_with_retries, pack_pathway_output
+from .utils import FailureTracker, RetryingDataset, pack_pathway_output
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class ClipSource:
     fps: Optional[float] = None
 
 
-class ClipDataset(Dataset, ABC):
+class ClipDataset(RetryingDataset):
     """Base class; subclasses implement `labels`, `class_names`, `clip_source`, `clip_label`, `clip_meta`."""
 
     def __init__(self, cfg: CfgNode, split: str):
@@ -130,10 +129,3 @@ class ClipDataset(Dataset, ABC):
             item["modalities"] = pathways
         return item
 
-    def _random_index(self) -> int:
-        return int(np.random.randint(len(self)))
-
-    def __getitem__(self, index: int) -> Union[Dict, SkippedItem]:
-        """Item `index`, retried on bad data (training: another random item; else a SkippedItem)."""
-        substitute = self._random_index if self.training else None
-        return load_with_retries(self.load, index, self.failures, self.cfg.DATA_LOADER.MAX_RETRIES, substitute)

@@ -20,18 +20,16 @@ import csv
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import Dataset
 
 from .build import DATASET_REGISTRY
 from .decoder import DECODER_REGISTRY
 from .modalities import transform_modalities
-from .utils import (AnnotationError, DecodeError, FailureTracker, SkippedItem, load_with_retries,
-                    pack_pathway_output)
+from .utils import AnnotationError, DecodeError, FailureTracker, RetryingDataset, pack_pathway_output
 
 EGOCLIP_COLUMNS = ("clip_idx", "video_uid", "video_dur", "narration_source", "narration_ind", "narration_time",
                    "clip_start", "clip_end", "clip_text", "tag_verb", "tag_noun")
@@ -137,7 +135,7 @@ class ChunkedClips:
 
 
 @DATASET_REGISTRY.register()
-class EgoClip(Dataset):
+class EgoClip(RetryingDataset):
     """EgoClip narrations of `EGOVLP.TRAIN_FILE` (any split name reads it; only the training split draws
     random frames and crops). See the module doc for items and scene-aware negatives."""
 
@@ -187,9 +185,3 @@ class EgoClip(Dataset):
             item["negative"] = self._entries(self.negative_index(index))
         return item
 
-    def _random_index(self) -> int:
-        return int(np.random.randint(len(self)))
-
-    def __getitem__(self, index: int) -> Union[Dict, SkippedItem]:
-        substitute = self._random_index if self.training else None
-        return load_with_retries(self.load, index, self.failures, self.cfg.DATA_LOADER.MAX_RETRIES, substitute)

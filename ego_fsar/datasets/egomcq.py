@@ -11,15 +11,14 @@ naming the file and the question.
 """
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import Dataset
 
 from .build import DATASET_REGISTRY
 from .egoclip import ChunkedClips
-from .utils import AnnotationError, FailureTracker, SkippedItem, load_with_retries, read_json
+from .utils import AnnotationError, FailureTracker, RetryingDataset, read_json
 
 INTER_VIDEO, INTRA_VIDEO = 1, 2
 
@@ -69,8 +68,11 @@ def read_egomcq(path: str) -> List[Question]:
 
 
 @DATASET_REGISTRY.register()
-class EgoMCQ(Dataset):
-    """EgoMCQ questions of `EGOVLP.MCQ_FILE` for the EgoMCQ test (TEST.PROTOCOL egomcq); any split name."""
+class EgoMCQ(RetryingDataset):
+    """EgoMCQ questions of `EGOVLP.MCQ_FILE` for the EgoMCQ test (TEST.PROTOCOL egomcq); any split name.
+    A question with an unreadable clip is skipped (an evaluation dataset: `training` is False)."""
+
+    training = False
 
     def __init__(self, cfg: CfgNode, split: str):
         self.cfg, self.split = cfg, split
@@ -88,6 +90,3 @@ class EgoMCQ(Dataset):
         clips = [self.clips.clip(video, start, end, training=False) for video, start, end in q.choices]
         return {"inputs": [torch.stack(p) for p in zip(*clips)], "text": q.text, "answer": q.answer,
                 "type": q.type, "index": index, "meta": {"question": q.key}}
-
-    def __getitem__(self, index: int) -> Union[Dict, SkippedItem]:
-        return load_with_retries(self.load, index, self.failures, self.cfg.DATA_LOADER.MAX_RETRIES)

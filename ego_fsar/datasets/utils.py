@@ -15,12 +15,14 @@ every worker process. Once a process has seen more than `DATA_LOADER.MAX_FAILURE
 import json
 import logging
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import default_collate
+from torch.utils.data import Dataset, default_collate
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +139,28 @@ def load_with_retries(load: Callable[[int], Dict], index: int, failures: Failure
         return SkippedItem(index, failed[-1].path)
     raise DecodeError(failed[-1].path, f"no readable sample after {max_retries + 1} attempts; failed: "
                                        + ", ".join(dict.fromkeys(e.path for e in failed)))
+
+
+class RetryingDataset(Dataset, ABC):
+    """A dataset whose `__getitem__` is `load(index)` retried on bad data (`load_with_retries`):
+    training (`self.training`) substitutes a random other item, evaluation returns a SkippedItem.
+    Subclasses set `cfg`, `training` and `failures` (a FailureTracker) and implement `load`."""
+
+    cfg: CfgNode
+    training: bool
+    failures: FailureTracker
+
+    @abstractmethod
+    def load(self, index: int) -> Dict:
+        """Item `index` without retries (raises DecodeError on unreadable data)."""
+
+    def _random_index(self) -> int:
+        return int(np.random.randint(len(self)))
+
+    def __getitem__(self, index: int) -> Union[Dict, SkippedItem]:
+        """Item `index`, retried on bad data (training: another random item; else a SkippedItem)."""
+        substitute = self._random_index if self.training else None
+        return load_with_retries(self.load, index, self.failures, self.cfg.DATA_LOADER.MAX_RETRIES, substitute)
 
 
 def collate_skipping(items: Sequence[Union[Dict, SkippedItem]]) -> Dict:
