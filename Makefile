@@ -17,8 +17,9 @@ $(VENV)/.installed: requirements.txt requirements-test.txt setup.py
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-$(EGOTOY)/.complete: $(VENV)/.installed tools/make_egotoy.py
-	$(PY) tools/make_egotoy.py --out $(EGOTOY) --seed 0
+# Rebuilt (replacing the old copy) when missing, incomplete or older than its generator.
+$(EGOTOY)/.complete: $(VENV)/.installed tools/make_egotoy.py ego_fsar/datasets/egotoy.py
+	$(PY) tools/make_egotoy.py --out $(EGOTOY) --seed 0 --overwrite
 	touch $@
 
 demo: $(VENV)/.installed $(EGOTOY)/.complete
