@@ -21,5 +21,5 @@ def suml_data_cfg(cfg: CfgNode, root: str, out_dir) -> CfgNode:
     cfg.TEXT.CACHE_DIR = str(out_dir / "text")
     cfg.TRAIN.DATASET = "SUMLPairs"
     cfg.SUML.EGO_DATASET, cfg.SUML.EXO_DATASET = "EgoToy", "EgoToyExo"
-    cfg.SUML.EXO_NUM_CLASSES = 20  # tiny EgoToy: 10 verb (action) classes + 10 noun (digit) classes
+    cfg.SUML.EXO_NUM_CLASSES = [10, 10]  # tiny EgoToy: 10 verb (action) classes, 10 noun (digit) classes
     return cfg

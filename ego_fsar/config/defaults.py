@@ -593,8 +593,8 @@ _C.SUML.EXO_SPLIT = "train"
 _C.SUML.EXO_PATH_TO_DATA_DIR = ""
 # DATA.PATH_PREFIX of the exo dataset (empty: the ego dataset's).
 _C.SUML.EXO_PATH_PREFIX = ""
-# Width of the exo head's multi-hot target: exo verb classes followed by exo noun classes.
-_C.SUML.EXO_NUM_CLASSES = 0
+# Exo head's class counts [exo verbs, exo nouns] (its multi-hot target: verbs, then nouns).
+_C.SUML.EXO_NUM_CLASSES = []
 # JSON map of exo class ids to ego (EPIC) ids, {"verb": {"3": 12, ...}, "noun": {...}}; unlisted ids
 # are unmapped (-1). Empty: the identity (exo and ego share a taxonomy, as EgoToy's twin does).
 _C.SUML.TAXONOMY_FILE = ""
@@ -606,6 +606,8 @@ _C.SUML.PAIRS_PER_BUCKET = 3
 _C.SUML.CROSS_VIEW_THRESHOLD = 0.5
 # Add the cross-view DCL term; False reproduces the released code, which computes and discards it.
 _C.SUML.CROSS_VIEW_LOSS = True
+# A training checkpoint without exo weights (a single SlowFast) also initialises the exo stages.
+_C.SUML.EXO_INIT_FROM_EGO = True
 
 # ---------------------------------------------------------------------------- #
 # Ego-Exo options (auxiliary distillation and hand-object interaction losses)

@@ -3,7 +3,7 @@
 The videos are Charades' frame lists (charades_ego.py: `train.csv`, `val.csv`, 157 action classes),
 read from SUML.EXO_PATH_TO_DATA_DIR / SUML.EXO_PATH_PREFIX. Exo tags come from Charades'
 `Charades_v1_mapping.txt` in that folder (`c000 n000 v000`: each action's object and verb): a video's
-verbs and nouns are those of its actions (33 verbs, then 38 nouns: SUML.EXO_NUM_CLASSES 71). Charades
+verbs and nouns are those of its actions (33 verbs, then 38 nouns: SUML.EXO_NUM_CLASSES [33, 38]). Charades
 has no per-clip narration: a video's narration is its action names joined by ". " in id order
 (`Charades_v1_classes.txt`), "" for a video without actions.
 """

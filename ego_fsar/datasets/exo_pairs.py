@@ -7,7 +7,7 @@ with SUML.EXO_PATH_TO_DATA_DIR / EXO_PATH_PREFIX (an exo dataset: `exo_tags(clip
 
     exo_inputs          the exo clip's pathway list, sampled from the segment's pseudo-pair buckets
                         (pseudo_pairs.py; cached in SUML.PAIRS_CACHE)
-    exo_label           multi-hot float [SUML.EXO_NUM_CLASSES]: exo verbs, then exo nouns (exo ids)
+    exo_label           multi-hot float [V + N] (SUML.EXO_NUM_CLASSES [V, N]): exo verbs, then exo nouns
     text_embedding      the ego narration's embedding [384]
     exo_text_embedding  the exo narration's embedding [384]
 
@@ -81,9 +81,10 @@ class SUMLPairs(Dataset):
 
     def _exo_multi_hot(self, cfg: CfgNode) -> torch.Tensor:
         verbs, nouns = self.exo.tag_counts
-        if verbs + nouns != cfg.SUML.EXO_NUM_CLASSES:
-            raise ValueError(f"SUML.EXO_NUM_CLASSES is {cfg.SUML.EXO_NUM_CLASSES}, but {cfg.SUML.EXO_DATASET} has "
-                             f"{verbs} verb + {nouns} noun classes ({verbs + nouns})")
+        counts = cfg.SUML.EXO_NUM_CLASSES
+        if not isinstance(counts, (list, tuple)) or list(counts) != [verbs, nouns]:
+            raise ValueError(f"SUML.EXO_NUM_CLASSES is {counts}, but {cfg.SUML.EXO_DATASET} "
+                             f"has {verbs} verb + {nouns} noun classes ([{verbs}, {nouns}])")
         labels = torch.zeros(self.exo.num_clips, verbs + nouns)
         for i in range(self.exo.num_clips):
             clip_verbs, clip_nouns = self.exo.exo_tags(i)

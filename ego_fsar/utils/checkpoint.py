@@ -158,6 +158,9 @@ def load_checkpoint(
     model_state = target.state_dict()
     state = convert_state_dict(state, model_state, checkpoint_type=checkpoint_type, inflate=inflate,
                                prefix_map=prefix_map, grids=position_grids(target))
+    complete = getattr(target, "complete_checkpoint", None)
+    if complete is not None:  # a model may fill a part the checkpoint lacks (SUML: exo branch from ego)
+        state = complete(state)
     report = report_mismatch(model_state, state)
     if strict:
         _check_fit(path, report, state, model_state, head_key_prefixes(target), head_may_differ)

@@ -62,6 +62,6 @@ def test_suml_pairs_items(cfg, exo_root, tmp_path):
 
 def test_suml_pairs_checks_the_exo_head_width(cfg, exo_root, tmp_path):
     cfg = suml_data_cfg(cfg, exo_root, tmp_path)
-    cfg.SUML.EXO_NUM_CLASSES = 7
-    with pytest.raises(ValueError, match="SUML.EXO_NUM_CLASSES is 7.*10 verb \\+ 10 noun"):
+    cfg.SUML.EXO_NUM_CLASSES = [7, 13]  # the right total, the wrong split
+    with pytest.raises(ValueError, match="SUML.EXO_NUM_CLASSES is \\[7, 13\\].*10 verb \\+ 10 noun"):
         build_dataset("SUMLPairs", cfg, "train")

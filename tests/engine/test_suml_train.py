@@ -63,7 +63,7 @@ def test_train_then_ego_only_test(cfg, exo_root, tmp_path):
     assert stats["videos_evaluated"] == build_dataset("EgoToy", cfg, "val").num_clips
     with open(os.path.join(tmp_path, LOG_FILE)) as f:
         test_log = f.read().split("Testing ")[-1]
-    assert "0 missing" in test_log and "head_t.projection" in test_log
+    assert "0 missing" in test_log and "global_con_head.fpv_global_proj" in test_log
     assert test_log.count("unexpected keys") == 1
 
 

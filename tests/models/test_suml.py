@@ -20,7 +20,7 @@ def suml_cfg(train: bool = True):
     cfg.RESNET.DEPTH, cfg.RESNET.WIDTH_PER_GROUP = 18, 4
     cfg.RESNET.NUM_BLOCK_TEMP_KERNEL = [[2], [2], [2], [2]]
     cfg.SLOWFAST.ALPHA, cfg.SLOWFAST.BETA_INV = 4, 4
-    cfg.SUML.EXO_NUM_CLASSES = 6
+    cfg.SUML.EXO_NUM_CLASSES = [2, 4]
     cfg.TRAIN.ENABLE = train
     return cfg
 
@@ -33,12 +33,22 @@ def _clips(batch=4, size=32):
 
 def test_state_dict_names_pyslowfast_ego_and_suffixed_exo():
     keys = set(build_model(suml_cfg()).state_dict())
-    assert {"s1.pathway0_stem.conv.weight", "head.projection_verb.weight", "head.projection_noun.weight",
+    assert {"s1.pathway0_stem.conv.weight", "headepic100.projections.0.weight", "headepic100.projections.1.weight",
             "s1_t.pathway0_stem.conv.weight", "s1_fuse_t.conv_f2s.weight", "s5_t.pathway1_res1.branch2.c.weight",
-            "head_t.projection.weight", "align.projection.weight", "align_t.projection.weight"} <= keys
-    assert not any(k.startswith(("backbone.", "exo_backbone.")) for k in keys)
+            "head_lemma.projections.0.weight", "head_lemma.projections.1.weight",
+            "global_con_head.fpv_global_proj.weight", "global_con_head.tpv_global_proj.weight"} <= keys
+    assert not any(k.startswith(("backbone.", "exo_backbone.", "head.")) for k in keys)
     ego_only = set(build_model(suml_cfg(train=False)).state_dict())
-    assert ego_only == {k for k in keys if not k.split(".")[0].endswith("_t") and not k.startswith("align.")}
+    assert ego_only == {k for k in keys if not k.split(".")[0].endswith("_t")
+                        and not k.startswith(("head_lemma.", "global_con_head."))}
+
+
+def test_single_class_count_keeps_the_pyslowfast_head():
+    cfg = suml_cfg(train=False)
+    cfg.MODEL.NUM_CLASSES = 7
+    model = build_model(cfg)
+    assert {"head.projection.weight", "head.projection.bias"} <= set(model.state_dict())
+    assert model(_clips(batch=2))["logits"].shape == (2, 7)
 
 
 def test_two_backbone_checkpoint_loads_into_ego_only_model(tmp_path, caplog):
@@ -52,7 +62,7 @@ def test_two_backbone_checkpoint_loads_into_ego_only_model(tmp_path, caplog):
     text = caplog.text
     assert "0 missing" in text and f"{len(exo_keys)} unexpected" in text
     assert text.count(f"{len(exo_keys)} unexpected keys") == 1  # reported once, with a few names
-    assert "align.projection.bias" in text and "missing keys" not in text
+    assert "global_con_head.fpv_global_proj.bias" in text and "missing keys" not in text
     for key, value in ego_only.state_dict().items():
         assert torch.equal(value, trained.state_dict()[key]), key
     # The ego-only model scores clips with the trained ego weights.
@@ -62,7 +72,7 @@ def test_two_backbone_checkpoint_loads_into_ego_only_model(tmp_path, caplog):
 
 
 def _exo_batch(cfg, text_ego, text_exo):
-    return dict(exo_inputs=_clips(), exo_label=torch.eye(cfg.SUML.EXO_NUM_CLASSES)[:4],
+    return dict(exo_inputs=_clips(), exo_label=torch.eye(6)[:4],
                 text_embedding=text_ego, exo_text_embedding=text_exo)
 
 
@@ -76,6 +86,10 @@ def test_training_forward_gives_the_alignment_losses():
     for name in ("loss_exo", "loss_align_ego", "loss_align_exo", "loss_cross_view"):
         assert out[name].dim() == 0 and torch.isfinite(out[name]), name
     assert out["loss_cross_view"].item() > 0
+    logits, target = out["exo_logits"].detach(), torch.eye(6)[:4]  # the release: BCE(verbs) + BCE(nouns)
+    expected = (F.binary_cross_entropy_with_logits(logits[:, :2], target[:, :2])
+                + F.binary_cross_entropy_with_logits(logits[:, 2:], target[:, 2:]))
+    assert out["loss_exo"].item() == pytest.approx(expected.item(), rel=1e-5)
     sum(out[k] for k in out if k.startswith("loss_")).backward()
     assert model.s1_t.pathway0_stem.conv.weight.grad.abs().sum() > 0
     assert model.backbone.s1.pathway0_stem.conv.weight.grad.abs().sum() > 0
@@ -100,3 +114,10 @@ def test_cross_view_term_needs_two_pairs_above_threshold_and_can_be_off():
     assert float(losses["loss_cross_view"]) == pytest.approx(float(expected), rel=1e-5)
     cfg.SUML.CROSS_VIEW_LOSS = False
     assert "loss_cross_view" not in build_model(cfg).alignment_losses(z, z, t_ego, t_ego)
+
+
+def test_exo_class_counts_must_be_verbs_and_nouns():
+    cfg = suml_cfg()
+    cfg.SUML.EXO_NUM_CLASSES = 6  # the old single width
+    with pytest.raises(ValueError, match=r"SUML.EXO_NUM_CLASSES must be \[exo verb classes, exo noun classes\], got 6"):
+        build_model(cfg)
