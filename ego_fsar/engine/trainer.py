@@ -1,7 +1,7 @@
 """Training (PySlowFast's train_net) for every protocol (supervised batches or episodes): epochs,
 periodic validation with a best-on-val checkpoint, periodic checkpoints, auto-resume, mixed
 precision, gradient accumulation and clipping."""
-from typing import Dict, List
+from typing import Dict
 
 import torch
 from torch import nn
@@ -13,13 +13,13 @@ from ego_fsar.datasets import loader
 from ego_fsar.models import build_model
 from ego_fsar.models import optimizer as optim
 from ego_fsar.models.freeze import apply_freeze, freeze_norm_statistics
-from ego_fsar.models.losses import build_loss, is_finite_loss
+from ego_fsar.models.losses import build_loss
 from ego_fsar.models.lr_policy import get_lr_at_epoch
 from ego_fsar.models.stats import log_model_info
 from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils import distributed as du
 from ego_fsar.utils import metrics
-from ego_fsar.utils.amp import amp_policy, autocast, make_grad_scaler
+from ego_fsar.utils.amp import amp_policy, make_grad_scaler
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, log_json_stats, setup_logging
 from ego_fsar.utils.meters import TrainMeter, ValMeter
@@ -29,6 +29,7 @@ from .best_checkpoint import BestCheckpoint
 from .common import channels_last_3d, progress
 from .fewshot_test import EpisodicValidation
 from .protocols import get_protocol
+from .step import run_step
 
 logger = get_logger(__name__)
 
@@ -49,16 +50,6 @@ def _error_stats(outputs: Dict[str, torch.Tensor], labels, cfg: CfgNode) -> Dict
     return {k: v.item() for k, v in zip(stats, values)}
 
 
-def _check_finite(tensors: List[torch.Tensor], what: str, cur_epoch: int, cur_iter: int) -> None:
-    """Raise FloatingPointError (naming epoch and iteration) if any of `tensors` holds a NaN or inf.
-
-    The max-abs norm cannot overflow, so it is finite exactly when every element is."""
-    if tensors and not torch.isfinite(nn.utils.get_total_norm(tensors, norm_type=float("inf"))):
-        raise FloatingPointError(
-            f"non-finite {what} at epoch {cur_epoch + 1}, iteration {cur_iter + 1}: stopping before a "
-            f"checkpoint is written (lower SOLVER.BASE_LR or set SOLVER.CLIP_GRAD_L2NORM)")
-
-
 def _update(meter, stats: Dict[str, float], *args) -> None:
     """Pass top1/top5 errors positionally and every other statistic as extra_stats."""
     stats = dict(stats)
@@ -73,7 +64,6 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
     freeze_norm_statistics(model)
     data_size = _iters(data_loader, cfg)
     accum = protocol.accum_steps(cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
     optimizer.zero_grad(set_to_none=True)
     skipped = 0
     meter.iter_tic()
@@ -84,22 +74,10 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
         optim.set_lr(optimizer, lr)
         meter.data_toc()
         skipped += protocol.skipped(batch)
-        with autocast(policy):
-            outputs, labels, batch_size = protocol.forward(model, batch, device, cfg)
-            loss, parts = criterion(outputs, labels)
-        if not is_finite_loss(loss):
-            raise FloatingPointError(
-                f"loss is {loss.item()} at epoch {cur_epoch + 1}, iteration {cur_iter + 1}: stopping")
-        scaler.scale(loss / accum).backward()
-        if (cur_iter + 1) % accum == 0 or cur_iter + 1 == data_size:
-            scaler.unscale_(optimizer)
-            if not scaler.is_enabled():
-                _check_finite([p.grad for p in params if p.grad is not None], "gradients", cur_epoch, cur_iter)
-            optim.clip_gradients(params, cfg)
-            scaler.step(optimizer)
-            _check_finite(params, "weights", cur_epoch, cur_iter)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+        update = (cur_iter + 1) % accum == 0 or cur_iter + 1 == data_size
+        outputs, labels, batch_size, loss, parts = run_step(
+            model, batch, criterion, optimizer, scaler, policy, device, protocol, cfg,
+            accum=accum, update=update, cur_epoch=cur_epoch, cur_iter=cur_iter)
         loss_value, *part_values = du.all_reduce([loss.detach().float().cpu()] +
                                                  [torch.tensor(float(v)) for v in parts.values()])
         loss_value, parts = loss_value.item(), {k: v.item() for k, v in zip(parts, part_values)}

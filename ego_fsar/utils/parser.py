@@ -40,6 +40,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def positive_int(text: str) -> int:
+    """An argparse `type` accepting integers >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
 def load_config(args: argparse.Namespace, path_to_config: Optional[str] = None) -> CfgNode:
     """Defaults <- yaml file (`path_to_config`, or every file in `args.cfg_files`) <- overrides."""
     cfg = get_cfg()

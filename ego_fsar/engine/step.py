@@ -1,0 +1,59 @@
+"""One training step (forward under autocast, loss, non-finite checks, scaled backward, optimizer step):
+the step `train_epoch` runs on every batch and `ego_fsar.benchmark.train` times."""
+from typing import Dict, List, NamedTuple
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from ego_fsar.models import optimizer as optim
+from ego_fsar.models.losses import is_finite_loss
+from ego_fsar.utils.amp import AmpPolicy, autocast
+
+
+class StepResult(NamedTuple):
+    """What a step computed: the model's outputs, the labels, the batch size, the loss (a scalar
+    tensor) and its named parts."""
+    outputs: Dict[str, torch.Tensor]
+    labels: object
+    batch_size: int
+    loss: torch.Tensor
+    parts: Dict[str, float]
+
+
+def _check_finite(tensors: List[torch.Tensor], what: str, cur_epoch: int, cur_iter: int) -> None:
+    """Raise FloatingPointError (naming epoch and iteration) if any of `tensors` holds a NaN or inf.
+
+    The max-abs norm cannot overflow, so it is finite exactly when every element is."""
+    if tensors and not torch.isfinite(nn.utils.get_total_norm(tensors, norm_type=float("inf"))):
+        raise FloatingPointError(
+            f"non-finite {what} at epoch {cur_epoch + 1}, iteration {cur_iter + 1}: stopping before a "
+            f"checkpoint is written (lower SOLVER.BASE_LR or set SOLVER.CLIP_GRAD_L2NORM)")
+
+
+def run_step(model: nn.Module, batch: Dict, criterion, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, policy: AmpPolicy, device: torch.device, protocol, cfg: CfgNode, *,
+             accum: int = 1, update: bool = True, cur_epoch: int = 0, cur_iter: int = 0) -> StepResult:
+    """Forward `batch` through `protocol` under `policy`'s autocast, compute the loss, and backpropagate
+    it divided by `accum` (gradient accumulation). With `update`, finish the optimisation step: unscale,
+    check the gradients (unless the scaler skips non-finite steps itself), clip (SOLVER.CLIP_GRAD_*),
+    step, check the weights, update the scaler and clear the gradients.
+
+    Raises FloatingPointError naming `cur_epoch` and `cur_iter` at a non-finite loss, gradient or weight."""
+    with autocast(policy):
+        outputs, labels, batch_size = protocol.forward(model, batch, device, cfg)
+        loss, parts = criterion(outputs, labels)
+    if not is_finite_loss(loss):
+        raise FloatingPointError(f"loss is {loss.item()} at epoch {cur_epoch + 1}, iteration {cur_iter + 1}: stopping")
+    scaler.scale(loss / accum).backward()
+    if update:
+        params = [p for p in model.parameters() if p.requires_grad]
+        scaler.unscale_(optimizer)
+        if not scaler.is_enabled():
+            _check_finite([p.grad for p in params if p.grad is not None], "gradients", cur_epoch, cur_iter)
+        optim.clip_gradients(params, cfg)
+        scaler.step(optimizer)
+        _check_finite(params, "weights", cur_epoch, cur_iter)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+    return StepResult(outputs, labels, batch_size, loss, parts)
