@@ -18,7 +18,8 @@ $(VENV)/.installed: requirements.txt requirements-test.txt setup.py
 	touch $@
 
 # Rebuilt (replacing the old copy) when missing, incomplete or older than its generator.
-$(EGOTOY)/.complete: $(VENV)/.installed tools/make_egotoy.py ego_fsar/datasets/egotoy.py
+$(EGOTOY)/.complete: $(VENV)/.installed tools/make_egotoy.py ego_fsar/datasets/egotoy_render.py \
+		ego_fsar/datasets/egotoy_writer.py
 	$(PY) tools/make_egotoy.py --out $(EGOTOY) --seed 0 --overwrite
 	touch $@
 

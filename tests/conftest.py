@@ -6,7 +6,7 @@ import pytest
 import torch
 from fvcore.common.config import CfgNode
 
-from ego_fsar.datasets.egotoy import make_egotoy
+from ego_fsar.datasets.egotoy_writer import make_egotoy
 from tests.egotoy import TINY, egotoy_cfg
 from tests.paths import shared_file
 

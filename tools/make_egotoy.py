@@ -8,7 +8,7 @@
 import argparse
 import time
 
-from ego_fsar.datasets.egotoy import make_egotoy
+from ego_fsar.datasets.egotoy_writer import make_egotoy
 from ego_fsar.datasets.egotoy_egoclip import make_egotoy_egoclip
 from ego_fsar.datasets.egotoy_unlabelled import UNLABELLED_SPLIT, write_unlabelled_pool
 from ego_fsar.datasets.egotoy_exo import make_egotoy_exo

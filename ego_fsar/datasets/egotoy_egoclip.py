@@ -1,8 +1,8 @@
 """EgoToy narrations in EgoVLP's formats: an EgoClip TSV over mp4 chunks and an EgoMCQ JSON.
 
-The clips are EgoToy's (egotoy.py: its renderer, source domain and class pairs), narrated as
+The clips are EgoToy's (egotoy_render: its renderer, source domain and class pairs), narrated as
 "#C C moves the <digit> <first motion> then <second motion>", with the two motion primitives as verbs
-(vocabulary: egotoy.PRIMITIVES, 8) and the digit as noun (egotoy.DIGIT_NAMES, 10). Files under `root`:
+(vocabulary: egotoy_render.PRIMITIVES, 8) and the digit as noun (egotoy_render.DIGIT_NAMES, 10). Files under `root`:
 
     videos/<video_uid>/<chunk>.mp4        each video cut into chunks of `chunk_sec` seconds
     annotations/egoclip.csv               EgoClip TSV of the train clips (egoclip.EGOCLIP_COLUMNS)
@@ -22,7 +22,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from .egoclip import EGOCLIP_COLUMNS
-from .egotoy import DIGIT_NAMES, PRIMITIVES, Renderer, _write_video, class_pairs, split_specs
+from .egotoy_render import DIGIT_NAMES, PRIMITIVES, Renderer, class_pairs, split_specs
+from .egotoy_writer import _write_video
 from .egomcq import INTER_VIDEO, INTRA_VIDEO
 
 NUM_CHOICES = 5

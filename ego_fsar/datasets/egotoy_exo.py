@@ -18,8 +18,9 @@ import numpy as np
 from fvcore.common.config import CfgNode
 
 from .build import DATASET_REGISTRY
-from .egotoy import (DEFAULT_ROOT, DIGIT_NAMES, PREFIX, PRIMITIVES, SOURCE, Domain, EgoToy, Renderer,
-                     _annotation_row, _write_csv, _write_video_files)
+from .egotoy import DEFAULT_ROOT, EgoToy
+from .egotoy_render import DIGIT_NAMES, PRIMITIVES, SOURCE, Domain, Renderer
+from .egotoy_writer import PREFIX, _annotation_row, _write_csv, _write_video_files
 from .epickitchens import EPIC_COLUMNS
 
 EXO_PREFIX = "EgoToyExo"

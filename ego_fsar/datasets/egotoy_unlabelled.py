@@ -13,8 +13,8 @@ from typing import Tuple
 
 import numpy as np
 
-from .egotoy import (PREFIX, Renderer, TARGET, _annotation_row, _write_csv, _write_video_files, class_pairs,
-                     split_specs)
+from .egotoy_render import TARGET, Renderer, class_pairs, split_specs
+from .egotoy_writer import PREFIX, _annotation_row, _write_csv, _write_video_files
 from .epickitchens import EPIC_COLUMNS
 
 UNLABELLED_SPLIT = "unlabelled"

@@ -11,7 +11,7 @@ import pytest
 from ego_fsar.config import get_cfg
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.egoclip import EGOCLIP_COLUMNS, read_egoclip
-from ego_fsar.datasets.egotoy import _write_video
+from ego_fsar.datasets.egotoy_writer import _write_video
 from ego_fsar.datasets.egomcq import read_egomcq
 from ego_fsar.datasets.utils import AnnotationError, SkippedItem, collate_skipping
 from tests.egotoy_egoclip import egotoy_egoclip_root  # noqa: F401 (fixture)

@@ -9,8 +9,9 @@ import pytest
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.decoder import open_video
-from ego_fsar.datasets.egotoy import (FLOW_BOUND, KEYPOINTS, PRIMITIVES, SOURCE, TARGET, Renderer, class_name,
-                                      class_pairs, make_egotoy, split_specs)
+from ego_fsar.datasets.egotoy_render import (KEYPOINTS, PRIMITIVES, SOURCE, TARGET, Renderer, class_name, class_pairs,
+                                             split_specs)
+from ego_fsar.datasets.egotoy_writer import FLOW_BOUND, make_egotoy
 from ego_fsar.datasets.epickitchens import EPIC_COLUMNS
 
 from tests.egotoy import TINY, frame_path

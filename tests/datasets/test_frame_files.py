@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ego_fsar.datasets.egotoy import FLOW_BOUND, _flow_to_uint8
+from ego_fsar.datasets.egotoy_writer import FLOW_BOUND, _flow_to_uint8
 from ego_fsar.datasets.frame_files import FlowJpegFrames, NpyFrames
 from ego_fsar.datasets.utils import DecodeError
 

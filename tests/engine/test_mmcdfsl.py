@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ego_fsar.datasets import build_dataset
-from ego_fsar.datasets.egotoy import make_egotoy
+from ego_fsar.datasets.egotoy_writer import make_egotoy
 from ego_fsar.datasets.egotoy_unlabelled import write_unlabelled_pool
 from ego_fsar.engine import trainer
 from ego_fsar.engine.fewshot_test import backbone_views, pool_labels, run_episodes
