@@ -21,7 +21,7 @@ _C.BN.USE_PRECISE_STATS = False
 _C.BN.NUM_BATCHES_PRECISE = 200
 # Weight decay applied to BN parameters (PySlowFast's BN.WEIGHT_DECAY).
 _C.BN.WEIGHT_DECAY = 0.0
-# Norm layer: "batchnorm", "sub_batchnorm" or "sync_batchnorm" (sync falls back to BN on CPU).
+# Norm layer: "batchnorm", "sub_batchnorm" or "sync_batchnorm" (torch's SyncBatchNorm in GPU training; BN on CPU).
 _C.BN.NORM_TYPE = "batchnorm"
 # Number of splits for sub_batchnorm.
 _C.BN.NUM_SPLITS = 1
@@ -460,7 +460,8 @@ _C.SOLVER.WARMUP_START_LR = 0.01
 # Optimizer: "sgd", "adam" or "adamw".
 _C.SOLVER.OPTIMIZING_METHOD = "sgd"
 # Multiply SOLVER.BASE_LR, WARMUP_START_LR and COSINE_END_LR by NUM_SHARDS (PySlowFast's linear
-# scaling with the number of nodes); assert_and_infer_cfg does it once and then sets this key False.
+# scaling with the number of nodes; inside torchrun: WORLD_SIZE / LOCAL_WORLD_SIZE nodes);
+# assert_and_infer_cfg does it once and then sets this key False.
 _C.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
 # No weight decay on 1-D parameters (biases, norm scales).
 _C.SOLVER.ZERO_WD_1D_PARAM = True
@@ -681,13 +682,21 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
 
 
 def _scale_lr_by_num_shards(cfg: CfgNode) -> None:
-    """SOLVER.BASE_LR_SCALE_NUM_SHARDS: multiply the learning rates by NUM_SHARDS (PySlowFast), once:
-    the flag is then cleared, so that the resolved config (OUTPUT_DIR/config.yaml) is not scaled again."""
+    """SOLVER.BASE_LR_SCALE_NUM_SHARDS: multiply the learning rates by the number of nodes (PySlowFast),
+    once: the flag is then cleared, so that the resolved config (OUTPUT_DIR/config.yaml) is not scaled again."""
     if cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS:
-        cfg.SOLVER.BASE_LR *= cfg.NUM_SHARDS
-        cfg.SOLVER.WARMUP_START_LR *= cfg.NUM_SHARDS
-        cfg.SOLVER.COSINE_END_LR *= cfg.NUM_SHARDS
+        nodes = _num_nodes(cfg)
+        cfg.SOLVER.BASE_LR *= nodes
+        cfg.SOLVER.WARMUP_START_LR *= nodes
+        cfg.SOLVER.COSINE_END_LR *= nodes
         cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
+
+
+def _num_nodes(cfg: CfgNode) -> int:
+    """Number of nodes of the job: NUM_SHARDS, or inside torchrun WORLD_SIZE / LOCAL_WORLD_SIZE."""
+    if "WORLD_SIZE" in os.environ and "LOCAL_WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"]) // int(os.environ["LOCAL_WORLD_SIZE"])
+    return cfg.NUM_SHARDS
 
 
 def _world(cfg: CfgNode) -> int:

@@ -12,6 +12,7 @@ from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 from ego_fsar.datasets import loader
 from ego_fsar.models import build_model
 from ego_fsar.models import optimizer as optim
+from ego_fsar.models.backbones.norm_helper import convert_sync_batchnorm
 from ego_fsar.models.freeze import apply_freeze, freeze_norm_statistics
 from ego_fsar.models.losses import build_loss
 from ego_fsar.models.lr_policy import get_lr_at_epoch
@@ -179,19 +180,24 @@ def build_validation(cfg: CfgNode, device: torch.device, protocol):
 
 def wrap_ddp(model: nn.Module, cfg: CfgNode, device: torch.device) -> nn.parallel.DistributedDataParallel:
     """`model` in DistributedDataParallel over the current process group; gradients are all-reduced in
-    fp16 (torch's compression hook) with MODEL.FP16_ALLREDUCE."""
+    fp16 (torch's compression hook) with MODEL.FP16_ALLREDUCE. DDP looks for parameters without a
+    gradient only in a model that declares it has some (`FIND_UNUSED_PARAMETERS`, see
+    models/methods/base.py); in any other model an unused trainable parameter stops training with DDP's
+    error at the next step."""
     ids = [device.index] if device.type == "cuda" else None
     model = nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids and ids[0],
-                                                find_unused_parameters=True)
+                                                find_unused_parameters=getattr(model, "FIND_UNUSED_PARAMETERS", False))
     if cfg.MODEL.FP16_ALLREDUCE:
         model.register_comm_hook(state=None, hook=default_hooks.fp16_compress_hook)
     return model
 
 
 def build_train_model(cfg: CfgNode):
-    """Model (frozen parts applied, moved, DDP-wrapped when distributed), optimizer, scaler, policy."""
+    """Model (frozen parts applied, moved, BatchNorm made SyncBatchNorm with BN.NORM_TYPE sync_batchnorm
+    on GPUs, DDP-wrapped when distributed), optimizer, scaler, policy."""
     model = build_model(cfg)
     apply_freeze(model, cfg)
+    model = convert_sync_batchnorm(model, cfg)
     device = device_for(cfg)
     if cfg.TRAIN.CHANNELS_LAST:
         model = channels_last_3d(model)

@@ -4,8 +4,13 @@
 eps 1e-5 and momentum 0.1. Every choice keeps BatchNorm's state-dict names (`weight`, `bias`,
 `running_mean`, `running_var`, `num_batches_tracked`), except `sub_batchnorm`, which has
 PySlowFast's `weight`, `bias`, `bn.*`, `split_bn.*`.
+
+`sync_batchnorm` builds plain BatchNorm; a multi-process GPU training job converts it with torch's
+`nn.SyncBatchNorm.convert_sync_batchnorm` (`convert_sync_batchnorm` here, called by the trainer's
+model build). On the CPU (gloo) it stays plain BatchNorm: torch's SyncBatchNorm trains on GPUs only,
+so each CPU process normalises with the statistics of its own share of the batch.
 """
-from functools import lru_cache, partial
+from functools import partial
 from typing import Callable, Optional
 
 import torch
@@ -64,15 +69,28 @@ class SubBatchNorm3d(nn.Module):
 NORM_LAYERS = (nn.BatchNorm3d, nn.SyncBatchNorm, SubBatchNorm3d)
 
 
-@lru_cache(maxsize=None)
-def _sync_group(group_size: int) -> Optional["dist.ProcessGroup"]:
-    """This process's group of `group_size` consecutive ranks (None: all ranks)."""
-    world = dist.get_world_size()
+def _sync_group(group_size: int, world: int) -> Optional["dist.ProcessGroup"]:
+    """This process's group of `group_size` consecutive ranks out of `world` (None: all ranks). Every
+    process must call it (torch creates all the subgroups on every rank)."""
     if group_size >= world:
         return None
     if world % group_size:
         raise ValueError(f"BN.NUM_SYNC_DEVICES ({group_size}) must divide the number of processes ({world})")
     return dist.new_subgroups(group_size)[0]
+
+
+def convert_sync_batchnorm(model: nn.Module, cfg) -> nn.Module:
+    """With BN.NORM_TYPE sync_batchnorm in a GPU job of several processes: `model` with every BatchNorm
+    replaced by torch's SyncBatchNorm (same parameters and statistics) over groups of BN.NUM_SYNC_DEVICES
+    consecutive ranks, or over all ranks with BN.GLOBAL_SYNC (PySlowFast's semantics). Otherwise
+    (another norm type, the CPU, one process, groups of one) `model` unchanged."""
+    if cfg.BN.NORM_TYPE != "sync_batchnorm" or cfg.NUM_GPUS == 0 or not dist.is_initialized():
+        return model
+    world = dist.get_world_size()
+    size = world if cfg.BN.GLOBAL_SYNC else min(cfg.BN.NUM_SYNC_DEVICES, world)
+    if size <= 1:
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=_sync_group(size, world))
 
 
 def _batchnorm(cfg) -> Callable[..., nn.Module]:
@@ -83,16 +101,8 @@ def _sub_batchnorm(cfg) -> Callable[..., nn.Module]:
     return partial(SubBatchNorm3d, num_splits=cfg.BN.NUM_SPLITS)
 
 
-def _sync_batchnorm(cfg) -> Callable[..., nn.Module]:
-    """SyncBatchNorm over groups of BN.NUM_SYNC_DEVICES GPU processes (all of them with
-    BN.GLOBAL_SYNC); BatchNorm3d on CPU or in a single process, where there is nothing to sync."""
-    if cfg.NUM_GPUS == 0 or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
-        return nn.BatchNorm3d
-    size = dist.get_world_size() if cfg.BN.GLOBAL_SYNC else cfg.BN.NUM_SYNC_DEVICES
-    return partial(nn.SyncBatchNorm, process_group=_sync_group(size))
-
-
-_NORM_TYPES = {"batchnorm": _batchnorm, "sub_batchnorm": _sub_batchnorm, "sync_batchnorm": _sync_batchnorm}
+# sync_batchnorm builds BatchNorm; `convert_sync_batchnorm` turns it into SyncBatchNorm for GPU training.
+_NORM_TYPES = {"batchnorm": _batchnorm, "sub_batchnorm": _sub_batchnorm, "sync_batchnorm": _batchnorm}
 
 
 def get_norm(cfg) -> NormFactory:

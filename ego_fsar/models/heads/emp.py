@@ -123,6 +123,8 @@ class EMPNet(nn.Module):
     """
 
     PARAMETER_FREE = False
+    # Reads the backbone's `hidden` token maps only: its pooled path (VideoViT's fc_norm) gets no gradient.
+    FIND_UNUSED_PARAMETERS = True
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

@@ -55,6 +55,8 @@ class TextZeroShot(nn.Module):
         self.temperature = cfg.EGOVLP.TEMPERATURE
         self.vid_proj = nn.Linear(in_dim, cfg.EGOVLP.PROJ_DIM)
         self.text = TextTower(cfg)
+        # A trainable MiniLM's pooler gets no gradient (sentence embeddings are mean-pooled tokens).
+        self.FIND_UNUSED_PARAMETERS = self.text.model is not None
         self.txt_proj = nn.Linear(self.text.dim, cfg.EGOVLP.PROJ_DIM)
 
     def encode_video(self, pooled: torch.Tensor) -> torch.Tensor:

@@ -17,9 +17,13 @@ class FlatBackboneModel(nn.Module):
     """`nn.Module` with a `backbone` child whose state-dict keys carry no `backbone.` prefix.
 
     `HEAD_KEY_PREFIXES`: state-dict key prefixes of the task head (classification or few-shot), the
-    part that initialising training from another task's checkpoint may re-initialise."""
+    part that initialising training from another task's checkpoint may re-initialise.
+    `FIND_UNUSED_PARAMETERS`: True for a model some of whose trainable parameters get no gradient in a
+    training step (DDP then searches the autograd graph for them every step; False: every trainable
+    parameter is used, and DDP's bucketed all-reduce needs no search)."""
 
     HEAD_KEY_PREFIXES: Tuple[str, ...] = ("head.",)
+    FIND_UNUSED_PARAMETERS: bool = False
 
     def __init__(self, backbone: nn.Module):
         super().__init__()

@@ -21,6 +21,8 @@ class VideoClassifier(FlatBackboneModel):
         backbone = build_backbone(cfg, cfg.MODEL.BACKBONE or self.BACKBONE)
         super().__init__(backbone)
         self.head = build_head(cfg, self.HEAD, in_dim=backbone.out_dim)
+        # MODEL.DETACH_FINAL_FC: the loss trains the head only, the backbone's parameters get no gradient.
+        self.FIND_UNUSED_PARAMETERS = cfg.MODEL.DETACH_FINAL_FC
 
     def forward(self, inputs: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
         out = self.backbone(inputs)

@@ -21,6 +21,7 @@ class FewShot(FlatBackboneModel):
         backbone = build_backbone(cfg)
         super().__init__(backbone)
         self.head = build_head(cfg, in_dim=backbone.out_dim)
+        self.FIND_UNUSED_PARAMETERS = getattr(self.head, "FIND_UNUSED_PARAMETERS", False)
         self.untrained_head_keys: List[str] = []
         self.register_load_state_dict_post_hook(_record_untrained_head)
 

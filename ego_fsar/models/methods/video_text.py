@@ -38,6 +38,7 @@ class VideoText(FlatBackboneModel):
         backbone = build_backbone(cfg)
         super().__init__(backbone)
         self.head = TextZeroShot(cfg, backbone.out_dim)
+        self.FIND_UNUSED_PARAMETERS = self.head.FIND_UNUSED_PARAMETERS
         self.temperature = cfg.EGOVLP.TEMPERATURE
         self.verb, self.noun = cfg.EGOVLP.VERB_POSITIVES, cfg.EGOVLP.NOUN_POSITIVES
         self.zero_shot = cfg.HEAD.NAME == "TextZeroShot"
