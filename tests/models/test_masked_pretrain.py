@@ -77,3 +77,10 @@ def test_flow_and_pose_share_the_token_grid_and_train(modality, channels, patch,
     (out["loss_recon"] + out["loss_recon_target"] + out["logits"].sum()).backward()
     assert model.encoder.patch_embed.proj.weight.grad is not None
     assert model.decoder.head.out_features == channels * 2 * patch * patch
+
+
+def test_a_ratio_that_masks_no_token_is_refused():
+    cfg = tiny_vit_cfg()
+    cfg.MASK.RATIO = 0.05  # int(0.05 * 16) = 0 of the 4x4 positions
+    with pytest.raises(ValueError, match="MASK.RATIO 0.05 masks none of the 16 spatial token positions"):
+        build_model(cfg)([torch.randn(2, 3, 4, 32, 32)])

@@ -124,7 +124,11 @@ class MaskedVideoPretrain(nn.Module):
 
     def forward(self, inputs: List[torch.Tensor],
                 target_inputs: Optional[List[torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
-        mask = self.masks(inputs[0].shape[0], self.encoder.token_grid(inputs)).to(inputs[0].device)
+        grid = self.encoder.token_grid(inputs)
+        mask = self.masks(inputs[0].shape[0], grid).to(inputs[0].device)
+        if not mask.any():
+            raise ValueError(f"MASK.RATIO {self.masks.ratio} masks none of the {grid[1] * grid[2]} spatial token "
+                             f"positions: masked pre-training needs at least one masked token (raise MASK.RATIO)")
         tokens, _, _ = self.encoder.encode(inputs, mask)
         pooled = self.encoder.fc_norm(tokens.mean(1))
         out = {"logits": self.head_action(self.fc_dropout(pooled)), "embeddings": pooled,
