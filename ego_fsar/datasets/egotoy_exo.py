@@ -9,18 +9,18 @@ narrations read "<digit> moves <first> then <second>" (the ego clips': "move <fi
 digit), in EgoToy's ids, so the taxonomy map is the identity.
 """
 import csv
+import itertools
 import os
 import shutil
 from dataclasses import replace
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
-import numpy as np
 from fvcore.common.config import CfgNode
 
 from .build import DATASET_REGISTRY
 from .egotoy import DEFAULT_ROOT, EgoToy
 from .egotoy_render import DIGIT_NAMES, PRIMITIVES, SOURCE, Domain, Renderer
-from .egotoy_writer import PREFIX, _annotation_row, _write_csv, _write_video_files
+from .egotoy_writer import PREFIX, ClipJob, _write_csv, write_clips
 from .epickitchens import EPIC_COLUMNS
 
 EXO_PREFIX = "EgoToyExo"
@@ -39,6 +39,13 @@ def exo_narration(pair: Tuple[int, int], digit: int) -> str:
     return f"{DIGIT_NAMES[digit]} moves {PRIMITIVES[pair[0]]} then {PRIMITIVES[pair[1]]}"
 
 
+def _exo_videos() -> Iterator[Tuple[str, str]]:
+    """(participant, video id) of the exo videos: participants in turn, videos numbered from 01."""
+    for video_no in itertools.count():
+        participant = EXO.participants[video_no % len(EXO.participants)]
+        yield participant, f"{participant}_{video_no + 1:02d}"
+
+
 def make_egotoy_exo(root: str, seed: int = 0, size: int = 64, num_frames: int = 16, fps: int = 30,
                     clips_per_video: int = 32, overwrite: bool = False) -> int:
     """Write the exo twin of `root`'s training clips under `root/exo`; returns the number of clips.
@@ -51,24 +58,15 @@ def make_egotoy_exo(root: str, seed: int = 0, size: int = 64, num_frames: int = 
     ann = os.path.join(root, "annotations")
     with open(os.path.join(ann, f"{PREFIX}_train.csv"), newline="") as f:
         ego_rows = list(csv.DictReader(f))
-    renderer = Renderer(size, num_frames)
     exo_ann = os.path.join(out, "annotations")
     os.makedirs(exo_ann, exist_ok=True)
-    rows, video_rows = [], []
-    for video_no, first in enumerate(range(0, len(ego_rows), clips_per_video)):
-        participant = EXO.participants[video_no % len(EXO.participants)]
-        video_id = f"{participant}_{video_no + 1:02d}"
-        renders = []
-        for clip_no, ego in enumerate(ego_rows[first:first + clips_per_video], start=first):
-            pair, digit = _pair_of(ego["verb"]), int(ego["noun_class"])
-            rng = np.random.default_rng([seed, 100, clip_no])
-            renders.append(renderer.render(pair, replace(EXO, digits=(digit,)), rng))
-            row = _annotation_row(video_id, participant, len(renders) - 1, num_frames, fps, pair,
-                                  int(ego["verb_class"]), digit)
-            row[EPIC_COLUMNS.index("narration")] = exo_narration(pair, digit)
-            rows.append(row)
-        num = _write_video_files(out, participant, video_id, renders, fps, False, False, False)
-        video_rows.append((video_id, f"{num / fps:.6f}", fps, f"{size}x{size}"))
+    jobs = []
+    for clip_no, ego in enumerate(ego_rows):
+        pair, digit = _pair_of(ego["verb"]), int(ego["noun_class"])
+        jobs.append(ClipJob(pair, replace(EXO, digits=(digit,)), int(ego["verb_class"]), (seed, 100, clip_no),
+                            exo_narration(pair, digit)))
+    rows, video_rows = write_clips(out, jobs, Renderer(size, num_frames), _exo_videos(), fps, clips_per_video,
+                                   False, False, False)
     _write_csv(os.path.join(exo_ann, f"{EXO_PREFIX}_train.csv"), EPIC_COLUMNS, rows)
     _write_csv(os.path.join(exo_ann, f"{EXO_PREFIX}_video_info.csv"), ("video_id", "duration", "fps", "resolution"),
                video_rows)

@@ -8,17 +8,25 @@ the `EgoToyUnlabelled` dataset hides them) and appends the videos to `EgoToy_vid
 `[seed, 4, i]` (the four EgoToy splits use 0-3). Call it with the size arguments given to `make_egotoy`.
 """
 import csv
+import itertools
 import os
-from typing import Tuple
+from typing import Iterator, Tuple
 
 import numpy as np
 
 from .egotoy_render import TARGET, Renderer, class_pairs, split_specs
-from .egotoy_writer import PREFIX, _annotation_row, _write_csv, _write_video_files
+from .egotoy_writer import PREFIX, ClipJob, _write_csv, write_clips
 from .epickitchens import EPIC_COLUMNS
 
 UNLABELLED_SPLIT = "unlabelled"
 _SPLIT_NO = 4
+
+
+def _pool_videos() -> Iterator[Tuple[str, str]]:
+    """(participant, video id) of the pool's videos: target participants in turn, `<participant>_uNN`."""
+    for video_no in itertools.count():
+        participant = TARGET.participants[video_no % len(TARGET.participants)]
+        yield participant, f"{participant}_u{video_no // len(TARGET.participants) + 1:02d}"
 
 
 def write_unlabelled_pool(root: str, seed: int = 0, size: int = 64, num_frames: int = 16, fps: int = 30,
@@ -36,18 +44,9 @@ def write_unlabelled_pool(root: str, seed: int = 0, size: int = 64, num_frames: 
     class_ids = [c for spec in specs if spec.domain is TARGET for c in spec.class_ids]
     jobs = [c for c in class_ids for _ in range(clips_per_class)]
     jobs = [jobs[i] for i in np.random.default_rng([seed, _SPLIT_NO]).permutation(len(jobs))]
-    renderer = Renderer(size, num_frames)
-    rows, video_rows = [], []
-    for video_no, first in enumerate(range(0, len(jobs), clips_per_video)):
-        participant = TARGET.participants[video_no % len(TARGET.participants)]
-        video_id = f"{participant}_u{video_no // len(TARGET.participants) + 1:02d}"
-        renders = []
-        for clip_no, class_id in enumerate(jobs[first:first + clips_per_video], start=first):
-            renders.append(renderer.render(pairs[class_id], TARGET, np.random.default_rng([seed, _SPLIT_NO, clip_no])))
-            rows.append(_annotation_row(video_id, participant, len(renders) - 1, num_frames, fps, pairs[class_id],
-                                        class_id, renders[-1].digit))
-        num = _write_video_files(root, participant, video_id, renders, fps, write_videos, write_flow, write_pose)
-        video_rows.append((video_id, f"{num / fps:.6f}", fps, f"{size}x{size}"))
+    clip_jobs = [ClipJob(pairs[c], TARGET, c, (seed, _SPLIT_NO, clip_no)) for clip_no, c in enumerate(jobs)]
+    rows, video_rows = write_clips(root, clip_jobs, Renderer(size, num_frames), _pool_videos(), fps, clips_per_video,
+                                   write_videos, write_flow, write_pose)
     _write_csv(path, EPIC_COLUMNS, rows)
     with open(os.path.join(ann_dir, f"{PREFIX}_video_info.csv"), "a", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(video_rows)

@@ -18,17 +18,19 @@ the same library versions (NumPy, Pillow, scikit-image, PyAV's FFmpeg and x264);
 may round pixels and encode videos differently.
 """
 import csv
+import itertools
 import json
 import os
 import shutil
-from typing import Dict, List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
 from PIL import Image
 
-from .egotoy_render import (DIGIT_NAMES, KEYPOINTS, PRIMITIVES, SOURCE, TARGET, ClipRender, Renderer, SplitSpec,
-                            class_name, class_pairs, split_specs)
+from .egotoy_render import (DIGIT_NAMES, KEYPOINTS, PRIMITIVES, SOURCE, TARGET, ClipRender, Domain, Renderer,
+                            SplitSpec, class_name, class_pairs, split_specs)
 from .epickitchens import EPIC_COLUMNS
 
 PREFIX = "EgoToy"
@@ -104,6 +106,40 @@ def _write_video_files(root: str, participant: str, video_id: str, renders: List
     return len(frames)
 
 
+@dataclass(frozen=True)
+class ClipJob:
+    """One clip to render: its motion pair, domain, class id, the seed of its RNG and, optionally,
+    a narration replacing the default one in its annotation row."""
+
+    pair: Tuple[int, int]
+    domain: Domain
+    class_id: int
+    rng_seed: Tuple[int, ...]
+    narration: Optional[str] = None
+
+
+def write_clips(root: str, jobs: Sequence[ClipJob], renderer: Renderer, video_ids: Iterator[Tuple[str, str]],
+                fps: int, clips_per_video: int, write_videos: bool, write_flow: bool, write_pose: bool
+                ) -> Tuple[List[List], List[Tuple]]:
+    """Render `jobs` in order into videos of up to `clips_per_video` consecutive clips under `root`
+    (EPIC layout; `video_ids` yields each video's (participant, video id)). Returns the EPIC
+    annotation rows and the video-info rows."""
+    rows, video_rows = [], []
+    for first in range(0, len(jobs), clips_per_video):
+        participant, video_id = next(video_ids)
+        renders = []
+        for job in jobs[first:first + clips_per_video]:
+            renders.append(renderer.render(job.pair, job.domain, np.random.default_rng(list(job.rng_seed))))
+            row = _annotation_row(video_id, participant, len(renders) - 1, renderer.num_frames, fps, job.pair,
+                                  job.class_id, renders[-1].digit)
+            if job.narration is not None:
+                row[EPIC_COLUMNS.index("narration")] = job.narration
+            rows.append(row)
+        num = _write_video_files(root, participant, video_id, renders, fps, write_videos, write_flow, write_pose)
+        video_rows.append((video_id, f"{num / fps:.6f}", fps, f"{renderer.size}x{renderer.size}"))
+    return rows, video_rows
+
+
 def _write_class_files(ann_dir: str, pairs: List[Tuple[int, int]], specs: List[SplitSpec]) -> None:
     """EgoToy_verb_classes.csv (category: the first split with the class) and EgoToy_noun_classes.csv
     (category: the domain), with EPIC's columns id, key, instances, category."""
@@ -117,6 +153,15 @@ def _write_class_files(ann_dir: str, pairs: List[Tuple[int, int]], specs: List[S
     header = ("id", "key", "instances", "category")
     _write_csv(os.path.join(ann_dir, f"{PREFIX}_verb_classes.csv"), header, verbs)
     _write_csv(os.path.join(ann_dir, f"{PREFIX}_noun_classes.csv"), header, nouns)
+
+
+def _numbered_videos(domain: Domain, counts: Dict[str, int]) -> Iterator[Tuple[str, str]]:
+    """(participant, video id) of the next videos of `domain`: participants in turn, each numbering its
+    own videos from 01 (`counts` carries the numbers across splits)."""
+    for video_no in itertools.count():
+        participant = domain.participants[video_no % len(domain.participants)]
+        counts[participant] = counts.get(participant, 0) + 1
+        yield participant, f"{participant}_{counts[participant]:02d}"
 
 
 def make_egotoy(root: str, seed: int = 0, size: int = 64, num_frames: int = 16, fps: int = 30,
@@ -145,19 +190,10 @@ def make_egotoy(root: str, seed: int = 0, size: int = 64, num_frames: int = 16, 
         order_rng = np.random.default_rng([seed, split_no])
         jobs = [c for c in spec.class_ids for _ in range(spec.clips_per_class)]
         jobs = [jobs[i] for i in order_rng.permutation(len(jobs))]
-        rows = []
-        for video_no, first in enumerate(range(0, len(jobs), clips_per_video)):
-            participant = spec.domain.participants[video_no % len(spec.domain.participants)]
-            video_counts[participant] = video_counts.get(participant, 0) + 1
-            video_id = f"{participant}_{video_counts[participant]:02d}"
-            renders = []
-            for clip_no, class_id in enumerate(jobs[first:first + clips_per_video], start=first):
-                clip_rng = np.random.default_rng([seed, split_no, clip_no])
-                renders.append(renderer.render(pairs[class_id], spec.domain, clip_rng))
-                rows.append(_annotation_row(video_id, participant, len(renders) - 1, num_frames, fps, pairs[class_id],
-                                            class_id, renders[-1].digit))
-            num = _write_video_files(root, participant, video_id, renders, fps, write_videos, write_flow, write_pose)
-            video_rows.append((video_id, f"{num / fps:.6f}", fps, f"{size}x{size}"))
+        clip_jobs = [ClipJob(pairs[c], spec.domain, c, (seed, split_no, clip_no)) for clip_no, c in enumerate(jobs)]
+        rows, split_video_rows = write_clips(root, clip_jobs, renderer, _numbered_videos(spec.domain, video_counts),
+                                             fps, clips_per_video, write_videos, write_flow, write_pose)
+        video_rows += split_video_rows
         _write_csv(os.path.join(ann_dir, f"{PREFIX}_{spec.name}.csv"), EPIC_COLUMNS, rows)
         counts[spec.name] = len(rows)
     _write_class_files(ann_dir, pairs, specs)
