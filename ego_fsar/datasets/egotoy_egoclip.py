@@ -23,7 +23,7 @@ import numpy as np
 
 from .egoclip import EGOCLIP_COLUMNS
 from .egotoy_render import DIGIT_NAMES, PRIMITIVES, Renderer, class_pairs, split_specs
-from .egotoy_writer import _write_video
+from .egotoy_writer import write_video
 from .egomcq import INTER_VIDEO, INTRA_VIDEO
 
 NUM_CHOICES = 5
@@ -36,7 +36,7 @@ def narration(pair: Tuple[int, int], digit: int) -> str:
 def _write_chunks(folder: str, frames: np.ndarray, fps: int, chunk_frames: int) -> None:
     os.makedirs(folder, exist_ok=True)
     for chunk, first in enumerate(range(0, len(frames), chunk_frames)):
-        _write_video(os.path.join(folder, f"{chunk}.mp4"), frames[first:first + chunk_frames], fps)
+        write_video(os.path.join(folder, f"{chunk}.mp4"), frames[first:first + chunk_frames], fps)
 
 
 def _clip_record(video_uid: str, position: int, num_frames: int, fps: int, pair, digit: int, duration: float) -> Dict:

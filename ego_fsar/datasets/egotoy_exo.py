@@ -20,7 +20,7 @@ from fvcore.common.config import CfgNode
 from .build import DATASET_REGISTRY
 from .egotoy import DEFAULT_ROOT, EgoToy
 from .egotoy_render import DIGIT_NAMES, PRIMITIVES, SOURCE, Domain, Renderer
-from .egotoy_writer import PREFIX, ClipJob, _write_csv, write_clips
+from .egotoy_writer import PREFIX, ClipJob, write_csv, write_clips
 from .epickitchens import EPIC_COLUMNS
 
 EXO_PREFIX = "EgoToyExo"
@@ -67,8 +67,8 @@ def make_egotoy_exo(root: str, seed: int = 0, size: int = 64, num_frames: int = 
                             exo_narration(pair, digit)))
     rows, video_rows = write_clips(out, jobs, Renderer(size, num_frames), _exo_videos(), fps, clips_per_video,
                                    False, False, False)
-    _write_csv(os.path.join(exo_ann, f"{EXO_PREFIX}_train.csv"), EPIC_COLUMNS, rows)
-    _write_csv(os.path.join(exo_ann, f"{EXO_PREFIX}_video_info.csv"), ("video_id", "duration", "fps", "resolution"),
+    write_csv(os.path.join(exo_ann, f"{EXO_PREFIX}_train.csv"), EPIC_COLUMNS, rows)
+    write_csv(os.path.join(exo_ann, f"{EXO_PREFIX}_video_info.csv"), ("video_id", "duration", "fps", "resolution"),
                video_rows)
     for kind in ("verb", "noun"):
         shutil.copyfile(os.path.join(ann, f"{PREFIX}_{kind}_classes.csv"),

@@ -15,7 +15,7 @@ from typing import Iterator, Tuple
 import numpy as np
 
 from .egotoy_render import TARGET, Renderer, class_pairs, split_specs
-from .egotoy_writer import PREFIX, ClipJob, _write_csv, write_clips
+from .egotoy_writer import PREFIX, ClipJob, write_csv, write_clips
 from .epickitchens import EPIC_COLUMNS
 
 UNLABELLED_SPLIT = "unlabelled"
@@ -47,7 +47,7 @@ def write_unlabelled_pool(root: str, seed: int = 0, size: int = 64, num_frames: 
     clip_jobs = [ClipJob(pairs[c], TARGET, c, (seed, _SPLIT_NO, clip_no)) for clip_no, c in enumerate(jobs)]
     rows, video_rows = write_clips(root, clip_jobs, Renderer(size, num_frames), _pool_videos(), fps, clips_per_video,
                                    write_videos, write_flow, write_pose)
-    _write_csv(path, EPIC_COLUMNS, rows)
+    write_csv(path, EPIC_COLUMNS, rows)
     with open(os.path.join(ann_dir, f"{PREFIX}_video_info.csv"), "a", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(video_rows)
     return len(rows)

@@ -43,7 +43,7 @@ def _timestamp(seconds: float, decimals: int) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:0{3 + decimals}.{decimals}f}"
 
 
-def _write_video(path: str, frames: np.ndarray, fps: int) -> None:
+def write_video(path: str, frames: np.ndarray, fps: int) -> None:
     """Frames [N,H,W,3] (RGB) as H.264 in MP4, the same bytes for the same frames: one encoder thread and
     no macroblock-tree rate control (x264's default; with its assembly it gave different bytes for the
     same frames from one call to the next, x264 core 165)."""
@@ -57,7 +57,7 @@ def _write_video(path: str, frames: np.ndarray, fps: int) -> None:
         container.mux(stream.encode())
 
 
-def _write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
@@ -93,7 +93,7 @@ def _write_video_files(root: str, participant: str, video_id: str, renders: List
     _write_frames(os.path.join(root, participant, "rgb_frames", video_id), frames)
     if write_videos:
         os.makedirs(os.path.join(root, participant, "videos"), exist_ok=True)
-        _write_video(os.path.join(root, participant, "videos", video_id + ".MP4"), frames, fps)
+        write_video(os.path.join(root, participant, "videos", video_id + ".MP4"), frames, fps)
     if write_flow:
         flow = _flow_to_uint8(np.concatenate([r.flow() for r in renders]))
         for axis, name in enumerate("uv"):
@@ -151,8 +151,8 @@ def _write_class_files(ann_dir: str, pairs: List[Tuple[int, int]], specs: List[S
     nouns = [(d, name, f"['{name}']", SOURCE.name if d in SOURCE.digits else TARGET.name)
              for d, name in enumerate(DIGIT_NAMES)]
     header = ("id", "key", "instances", "category")
-    _write_csv(os.path.join(ann_dir, f"{PREFIX}_verb_classes.csv"), header, verbs)
-    _write_csv(os.path.join(ann_dir, f"{PREFIX}_noun_classes.csv"), header, nouns)
+    write_csv(os.path.join(ann_dir, f"{PREFIX}_verb_classes.csv"), header, verbs)
+    write_csv(os.path.join(ann_dir, f"{PREFIX}_noun_classes.csv"), header, nouns)
 
 
 def _numbered_videos(domain: Domain, counts: Dict[str, int]) -> Iterator[Tuple[str, str]]:
@@ -194,9 +194,9 @@ def make_egotoy(root: str, seed: int = 0, size: int = 64, num_frames: int = 16, 
         rows, split_video_rows = write_clips(root, clip_jobs, renderer, _numbered_videos(spec.domain, video_counts),
                                              fps, clips_per_video, write_videos, write_flow, write_pose)
         video_rows += split_video_rows
-        _write_csv(os.path.join(ann_dir, f"{PREFIX}_{spec.name}.csv"), EPIC_COLUMNS, rows)
+        write_csv(os.path.join(ann_dir, f"{PREFIX}_{spec.name}.csv"), EPIC_COLUMNS, rows)
         counts[spec.name] = len(rows)
     _write_class_files(ann_dir, pairs, specs)
-    _write_csv(os.path.join(ann_dir, f"{PREFIX}_video_info.csv"), ("video_id", "duration", "fps", "resolution"),
+    write_csv(os.path.join(ann_dir, f"{PREFIX}_video_info.csv"), ("video_id", "duration", "fps", "resolution"),
                video_rows)
     return counts

@@ -18,10 +18,17 @@ _ENCODERS: Dict[str, Tuple[Callable, int]] = {
 }
 
 
+def load_encoder(name: str):
+    """A fresh copy of the sentence-transformers model of TEXT.ENCODER `name` (trainable, on the CPU)."""
+    if name not in _ENCODERS:
+        raise ValueError(f"TEXT.ENCODER: expected one of {sorted(_ENCODERS)}, got {name!r}")
+    return _ENCODERS[name][0]()
+
+
 @lru_cache(maxsize=None)
 def _model(name: str):
     """Load encoder `name` once per process (frozen, eval mode, CPU)."""
-    model = _ENCODERS[name][0]()
+    model = load_encoder(name)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -11,7 +11,7 @@ import pytest
 from ego_fsar.config import get_cfg
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.egoclip import EGOCLIP_COLUMNS, read_egoclip
-from ego_fsar.datasets.egotoy_writer import _write_video
+from ego_fsar.datasets.egotoy_writer import write_video
 from ego_fsar.datasets.egomcq import read_egomcq
 from ego_fsar.datasets.utils import AnnotationError, SkippedItem, collate_skipping
 from tests.egotoy_egoclip import egotoy_egoclip_root  # noqa: F401 (fixture)
@@ -48,7 +48,7 @@ def write_chunks(root, video, levels):
     """Chunks 0.mp4, 1.mp4, ... of 1 s at 10 fps, chunk k a flat grey `levels[k]`."""
     os.makedirs(os.path.join(root, "videos", video), exist_ok=True)
     for k, level in enumerate(levels):
-        _write_video(os.path.join(root, "videos", video, f"{k}.mp4"), np.full((FPS, 32, 32, 3), level, np.uint8), FPS)
+        write_video(os.path.join(root, "videos", video, f"{k}.mp4"), np.full((FPS, 32, 32, 3), level, np.uint8), FPS)
 
 
 def test_clip_spanning_two_chunks_reads_both(tmp_path):

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..build import HEAD_REGISTRY
 from ..outputs import as_backbone_output
-from ..text_encoder import _ENCODERS, TextEncoder
+from ..text_encoder import TextEncoder, load_encoder
 
 
 class TextTower(nn.Module):
@@ -27,7 +27,7 @@ class TextTower(nn.Module):
         self.model = None
         if cfg.EGOVLP.TEXT_TRAINABLE:
             with torch.device("cpu"):  # pre-trained weights load on the CPU (also under a meta-device build)
-                self.model = _ENCODERS[cfg.TEXT.ENCODER][0]()
+                self.model = load_encoder(cfg.TEXT.ENCODER)
 
     def forward(self, texts: Sequence[str], device: torch.device) -> torch.Tensor:
         if self.model is None:
