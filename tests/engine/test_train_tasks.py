@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.engine import trainer
+from ego_fsar.engine.tester import test as run_test
 from ego_fsar.engine.best_checkpoint import BestCheckpoint, best_metric_name
 from ego_fsar.utils import checkpoint as cu
 from tests.datasets.stand_ins import write_charades
@@ -57,6 +58,11 @@ def test_verb_noun_training_selects_on_action_error(cfg, tmp_path):
     assert "selects on action_top1_err (lower is better)" in _log(cfg.OUTPUT_DIR)
     best = _best(cfg.OUTPUT_DIR)["best_metric"]
     assert best == {"name": "action_top1_err", "value": pytest.approx(min(r["action_top1_err"] for r in val))}
+    result = run_test(cfg)  # PySlowFast's multi-view test of the run's best checkpoint
+    assert f"Testing {cu.get_best_checkpoint_path(cfg.OUTPUT_DIR)} (OUTPUT_DIR's best" in _log(cfg.OUTPUT_DIR)
+    assert {"verb_top1_acc", "noun_top1_acc", "action_top1_acc"} <= set(result)
+    cfg.TEST.CHECKPOINT_FILE_PATH = cu.get_best_checkpoint_path(cfg.OUTPUT_DIR)
+    assert run_test(cfg) == result
 
 
 @pytest.mark.parametrize("overrides, metric", [
