@@ -1,15 +1,18 @@
 """EgoVLP end to end: the EgoMCQ metric on a hand-made file (inter = type 1, intra = type 2, not swapped),
 a tiny EgoNCE pre-training on EgoToy narrations followed by the EgoMCQ test, and the zero-shot
-(FEW_SHOT.SHOT 0) episodic test of the trained towers."""
+(FEW_SHOT.SHOT 0) episodic test of the trained towers, and a FewShot ProtoNet model initialised from them."""
 import json
 import os
 
 import numpy as np
 import torch
 
+from ego_fsar.config import get_cfg
 from ego_fsar.engine.egomcq_test import egomcq_test, mcq_accuracy
 from ego_fsar.engine.tester import test as run_test
 from ego_fsar.engine.trainer import train
+from ego_fsar.models import build_model
+from ego_fsar.utils.checkpoint import load_test_checkpoint
 from tests.datasets.test_egoclip import egoclip_cfg, write_chunks
 from tests.egotoy import egotoy_cfg
 from tests.egotoy_egoclip import egotoy_egoclip_root, egovlp_cfg  # noqa: F401 (fixture)
@@ -80,3 +83,27 @@ def test_pretrain_then_egomcq_then_zero_shot(egotoy_egoclip_root, egotoy_root, t
     zero.TEST.CHECKPOINT_FILE_PATH = os.path.join(cfg.OUTPUT_DIR, "checkpoints", "checkpoint_epoch_00001.pyth")
     summary = run_test(zero)
     assert summary["shot"] == 0 and summary["episodes"] == 4 and 0 <= summary["acc"] <= 100
+
+    fewshot = fewshot_from_pretrain(zero, str(tmp_path / "fewshot"))
+    model = build_model(fewshot)
+    load_test_checkpoint(fewshot, model)
+    stored = torch.load(fewshot.TEST.CHECKPOINT_FILE_PATH, weights_only=False)["model_state"]
+    backbone = model.backbone.state_dict()
+    # The position table is interpolated to this config's token grid (EgoToy clips: more frames than pre-training).
+    resized = [name for name, value in backbone.items() if value.shape != stored[name].shape]
+    assert resized == ["pos_embed"]
+    assert all(torch.equal(value, stored[name]) for name, value in backbone.items() if name not in resized)
+    summary = run_test(fewshot)
+    assert summary["shot"] == 1 and summary["episodes"] == 4
+
+
+def fewshot_from_pretrain(zero_shot, output_dir: str):
+    """configs/EgoVLP/EGOTOY_FEWSHOT.yaml's change of the zero-shot test: a FewShot ProtoNet model whose
+    backbone is the pre-trained video tower."""
+    cfg = zero_shot.clone()
+    preset = get_cfg()
+    preset.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "EgoVLP",
+                                        "EGOTOY_FEWSHOT.yaml"))
+    cfg.MODEL.MODEL_NAME, cfg.MODEL.BACKBONE, cfg.HEAD.NAME = preset.MODEL.MODEL_NAME, preset.MODEL.BACKBONE, preset.HEAD.NAME
+    cfg.FEW_SHOT.SHOT, cfg.OUTPUT_DIR = 1, output_dir
+    return cfg
