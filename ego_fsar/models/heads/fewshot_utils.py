@@ -1,6 +1,7 @@
 """Shared maths of the few-shot heads: class averaging, the reference cosine, OTAM alignment.
 
 Support sets are never assumed sorted by class: everything here is indexed by `support_labels`.
+Leading dimensions are episodes: support [E, S, ...] with labels [E, S] score E episodes at once.
 """
 import torch
 import torch.nn.functional as F
@@ -10,32 +11,38 @@ REFERENCE_COS_EPS = 0.01
 
 
 def check_support_labels(labels: torch.Tensor, n_way: int) -> None:
-    """Raise unless `labels` is a 1-D integer tensor covering every class 0..n_way-1."""
-    if labels.dim() != 1 or labels.dtype.is_floating_point:
-        raise ValueError(f"support_labels: expected a 1-D integer tensor, got {labels.dtype} "
+    """Raise unless `labels` [..., S] is an integer tensor in which every episode (row) covers every
+    class 0..n_way-1."""
+    if labels.dim() < 1 or labels.dtype.is_floating_point:
+        raise ValueError(f"support_labels: expected an integer tensor [..., S], got {labels.dtype} "
                          f"{tuple(labels.shape)}")
-    present = torch.unique(labels)
-    if len(present) != n_way or present.min() != 0 or present.max() != n_way - 1:
-        raise ValueError(f"support_labels: expected every class 0..{n_way - 1} at least once, "
-                         f"got {present.tolist()}")
+    rows = labels.reshape(-1, labels.shape[-1]).long()
+    counts = F.one_hot(rows.clamp(0, n_way - 1), n_way).sum(1)
+    bad = ((rows < 0) | (rows >= n_way)).any(1) | (counts == 0).any(1)
+    if bad.any():
+        got = torch.unique(rows[bad.nonzero()[0, 0]]).tolist()
+        raise ValueError(f"support_labels: expected every class 0..{n_way - 1} at least once (and no other), "
+                         f"got {got}")
 
 
 def class_weights(labels: torch.Tensor, n_way: int, dtype: torch.dtype) -> torch.Tensor:
-    """[S, n_way] matrix whose column c averages the supports labelled c."""
+    """[..., S, n_way] matrix whose column c averages the supports labelled c (labels [..., S])."""
     check_support_labels(labels, n_way)
     onehot = F.one_hot(labels.long(), n_way).to(dtype)
-    return onehot / onehot.sum(0, keepdim=True)
+    return onehot / onehot.sum(-2, keepdim=True)
 
 
 def class_average(values: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Mean over each class's supports of per-support scores: [..., S] -> [..., n_way]."""
+    """Mean over each class's supports of per-support scores: [..., Q, S] -> [..., Q, n_way] (labels
+    [S], or [E, S] for values [E, Q, S] of E episodes)."""
     return values @ class_weights(labels, n_way, values.dtype)
 
 
 def class_prototypes(x: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Mean support feature per class: [S, *F] -> [n_way, *F]."""
-    w = class_weights(labels, n_way, x.dtype)
-    return (w.t() @ x.flatten(1)).view(n_way, *x.shape[1:])
+    """Mean support feature per class: x [..., S, *F] with labels [..., S] -> [..., n_way, *F]."""
+    lead = labels.dim()
+    protos = class_weights(labels, n_way, x.dtype).transpose(-1, -2) @ x.flatten(lead)
+    return protos.view(*labels.shape[:-1], n_way, *x.shape[lead:])
 
 
 def reference_cosine(x: torch.Tensor, y: torch.Tensor, eps: float = REFERENCE_COS_EPS) -> torch.Tensor:
@@ -47,15 +54,15 @@ def reference_cosine(x: torch.Tensor, y: torch.Tensor, eps: float = REFERENCE_CO
 
 def mean_cosine_to_classes(query: torch.Tensor, support: torch.Tensor, labels: torch.Tensor,
                            n_way: int) -> torch.Tensor:
-    """Cosine of each query [Q, D] to each support [S, D], averaged per class -> [Q, n_way]."""
+    """Cosine of each query [..., Q, D] to each support [..., S, D], averaged per class -> [..., Q, n_way]."""
     return class_average(reference_cosine(query, support), labels, n_way)
 
 
 def neg_sq_euclidean_to_prototypes(query: torch.Tensor, support: torch.Tensor, labels: torch.Tensor,
                                    n_way: int) -> torch.Tensor:
-    """−‖q − p_c‖² to the class means p_c of support [S, D] -> [Q, n_way]."""
+    """−‖q − p_c‖² of queries [..., Q, D] to the class means p_c of support [..., S, D] -> [..., Q, n_way]."""
     protos = class_prototypes(support, labels, n_way)
-    return -(query.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)
+    return -(query.unsqueeze(-2) - protos.unsqueeze(-3)).pow(2).sum(-1)
 
 
 def _softmin(terms, lam: float) -> torch.Tensor:
@@ -87,9 +94,9 @@ def otam_cumulative_distance(dists: torch.Tensor, lam: float) -> torch.Tensor:
 
 def otam_distance(query: torch.Tensor, support: torch.Tensor, lam: float,
                   eps: float = REFERENCE_COS_EPS) -> torch.Tensor:
-    """Symmetric OTAM distance of every query [Q, L, D] to every support [S, M, D] -> [Q, S].
+    """Symmetric OTAM distance of every query [..., Q, L, D] to every support [..., S, M, D] -> [..., Q, S].
 
     Frame distance 1 − reference cosine; OTAM(D) + OTAM(Dᵀ).
     """
-    dists = 1 - reference_cosine(query.unsqueeze(1), support.unsqueeze(0), eps)
+    dists = 1 - reference_cosine(query.unsqueeze(-3), support.unsqueeze(-4), eps)
     return otam_cumulative_distance(dists, lam) + otam_cumulative_distance(dists.transpose(-1, -2), lam)

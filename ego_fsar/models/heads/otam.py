@@ -20,9 +20,12 @@ class OTAM(nn.Module):
     Output: {"logits": [N*Q, n_way]}.
 
     Parameter-free: no parameters.
+    Episode batches: inputs with a leading episode dimension E (frames [E, N, T, D], labels [E, N*K])
+    give logits [E, N*Q, n_way].
     """
 
     PARAMETER_FREE = True
+    EPISODE_BATCH = True
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()

@@ -25,9 +25,12 @@ class ProtoNet(nn.Module):
 
     Parameter-free: the cosine scale is learnable but positive, so it never changes a prediction
     (the arg-max); the head tests the same on any backbone without meta-training.
+    Episode batches: inputs with a leading episode dimension E (frames [E, N, T, D], labels [E, N*K])
+    give logits [E, N*Q, n_way].
     """
 
     PARAMETER_FREE = True
+    EPISODE_BATCH = True
 
     def __init__(self, cfg, in_dim: int):
         super().__init__()
@@ -41,8 +44,8 @@ class ProtoNet(nn.Module):
     def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        s = as_backbone_output(support).frames.mean(1)
-        q = as_backbone_output(query).frames.mean(1)
+        s = as_backbone_output(support).frames.mean(-2)
+        q = as_backbone_output(query).frames.mean(-2)
         logits = self.metric(q, s, support_labels, n_way)
         if self.logit_scale is not None:
             logits = self.logit_scale * logits
