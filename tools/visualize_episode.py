@@ -17,7 +17,6 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional
 
-import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
@@ -29,7 +28,7 @@ from ego_fsar.models import build_model
 from ego_fsar.utils.checkpoint import load_test_checkpoint
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.parser import load_config, parse_args
-from ego_fsar.utils.visualization import denormalize, draw_episode, frame_strip
+from ego_fsar.utils.visualization import clip_strip, draw_episode
 
 
 @dataclass
@@ -77,15 +76,6 @@ def predict_episode(cfg: CfgNode, index: int) -> EpisodePrediction:
     logits = head(support, labels, query, episode.n_way, class_text=class_names)["logits"]
     return EpisodePrediction(dataset, episode, class_names, logits.argmax(1).tolist(), checkpoint,
                              type(head).__name__)
-
-
-def clip_strip(cfg: CfgNode, dataset, clip: int, num_frames: int) -> np.ndarray:
-    """`num_frames` frames of the densest pathway of `dataset[clip]` (SlowFast's fast one), back in RGB
-    order and denormalised, side by side."""
-    pathway = dataset[clip]["inputs"][-1]
-    if cfg.DATA.REVERSE_INPUT_CHANNEL:
-        pathway = pathway[[2, 1, 0]]
-    return frame_strip(denormalize(pathway, cfg.DATA.MEAN, cfg.DATA.STD), num_frames)
 
 
 def render(cfg: CfgNode, result: EpisodePrediction, num_frames: int):

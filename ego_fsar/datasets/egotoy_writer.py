@@ -25,10 +25,10 @@ import shutil
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import av
 import numpy as np
 from PIL import Image
 
+from ..utils.video_writer import write_mp4 as write_video  # noqa: F401 (public name)
 from .egotoy_render import (DIGIT_NAMES, KEYPOINTS, PRIMITIVES, SOURCE, TARGET, ClipRender, Domain, Renderer,
                             SplitSpec, class_name, class_pairs, split_specs)
 from .epickitchens import EPIC_COLUMNS
@@ -41,20 +41,6 @@ def _timestamp(seconds: float, decimals: int) -> str:
     minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
     return f"{hours:02d}:{minutes:02d}:{secs:0{3 + decimals}.{decimals}f}"
-
-
-def write_video(path: str, frames: np.ndarray, fps: int) -> None:
-    """Frames [N,H,W,3] (RGB) as H.264 in MP4, the same bytes for the same frames: one encoder thread and
-    no macroblock-tree rate control (x264's default; with its assembly it gave different bytes for the
-    same frames from one call to the next, x264 core 165)."""
-    with av.open(path, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
 
 
 def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:

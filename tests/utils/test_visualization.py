@@ -4,7 +4,8 @@ import pytest
 import torch
 from matplotlib.colors import to_rgba
 
-from ego_fsar.utils.visualization import CORRECT_COLOUR, WRONG_COLOUR, denormalize, draw_episode, frame_strip
+from ego_fsar.utils.visualization import (CORRECT_COLOUR, UNLABELLED_COLOUR, WRONG_COLOUR, denormalize,
+                                          draw_episode, frame_strip)
 
 
 def test_denormalize_inverts_the_input_normalisation():
@@ -39,3 +40,16 @@ def test_episode_figure_marks_right_and_wrong_queries():
     assert [ax.get_ylabel() for ax in axes if ax.get_ylabel()] == ["left-then-up", "up-then-left"]
     assert to_rgba(axes[-1].spines["top"].get_edgecolor()) == to_rgba(WRONG_COLOUR)
     assert "1/2 queries right" in fig._suptitle.get_text()
+
+
+def test_unlabelled_queries_go_in_the_row_of_their_prediction():
+    support, query = np.zeros((8, 20, 3), np.uint8), np.full((8, 20, 3), 255, np.uint8)
+    fig = draw_episode([support] * 2, [0, 1], [query] * 3, None, predictions=[1, 1, 0], class_names=["a", "b"],
+                       title="demo", query_titles=["q0: b 60%", "q1: b 90%", "q2: a 51%"])
+    rows = {}
+    for ax in fig.axes:
+        if ax.get_title():
+            assert ax.title.get_color() == UNLABELLED_COLOUR
+            rows.setdefault(ax.get_subplotspec().rowspan.start, []).append(ax.get_title())
+    assert rows == {0: ["q2: a 51%"], 1: ["q0: b 60%", "q1: b 90%"]}
+    assert "queries right" not in fig._suptitle.get_text()
