@@ -335,6 +335,18 @@ _C.FEW_SHOT.USE_FEATURE_CACHE = True
 _C.FEW_SHOT.EPISODES_FILE = ""
 # Seed of the episode sampler (episode i is the same in every run).
 _C.FEW_SHOT.SEED = 0
+# Episodes per head call when the features are cached or stored and the head declares EPISODE_BATCH
+# (ProtoNet, OTAM); 1: one call per episode.
+_C.FEW_SHOT.EPISODE_BATCH = 256
+# Feature store (tools/extract_features.py) the episodic test reads instead of running the backbone; empty: none.
+_C.FEW_SHOT.FEATURE_STORE = ""
+
+# ---------------------------------------------------------------------------- #
+# Feature extraction options (tools/extract_features.py)
+# ---------------------------------------------------------------------------- #
+_C.FEATURES = CfgNode()
+# Dataset items per shard of a feature store (the unit written atomically and skipped on resume).
+_C.FEATURES.SHARD_SIZE = 256
 
 # ---------------------------------------------------------------------------- #
 # Data options

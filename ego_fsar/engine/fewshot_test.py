@@ -2,7 +2,9 @@
 
 With `FEW_SHOT.USE_FEATURE_CACHE` every clip that any episode uses goes through the backbone once
 (deterministic test transform) and all episodes run on the cached `BackboneOutput`s; without it each
-episode runs the backbone on its own clips (same numbers, far slower). Episodes are divided among
+episode runs the backbone on its own clips (same numbers, far slower). With `FEW_SHOT.FEATURE_STORE` the
+features are read, memory-mapped, from a store that tools/extract_features.py wrote with the same
+extraction code (ego_fsar/features), and no backbone is built. Episodes are divided among
 ranks and their accuracies gathered, so the figure equals the single-process one exactly. A clip
 that cannot be read is skipped and every episode that needs it dropped (counted in the summary).
 
@@ -18,18 +20,23 @@ batch and process); support clips use view 0, queries all V views, whose head pr
 import json
 import math
 import os
+import resource
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, Subset, default_collate
+from torch.utils.data import default_collate
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg, split_for_rank
-from ego_fsar.datasets.utils import SkippedItem, collate_skipping
+from ego_fsar.datasets.utils import SkippedItem
+from ego_fsar.features.extract import backbone_views, cat_views, extract_readable
+from ego_fsar.features.identity import dataset_source, run_identity
+from ego_fsar.features.store import FeatureStore
 from ego_fsar.models import BackboneOutput, build_head
-from ego_fsar.models.backbones.masking import clip_tube_masks
+from ego_fsar.models.build import MODEL_REGISTRY
+from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils import distributed as du
 from ego_fsar.utils.env import device_for
 from ego_fsar.utils.logging import get_logger, log_json_stats
@@ -69,39 +76,63 @@ def fewshot_parts(model: torch.nn.Module, cfg: CfgNode):
     head = getattr(inner, "fewshot_head", None)
     if head is None:
         head = build_head(cfg, in_dim=inner.backbone.out_dim).to(device_for(cfg))
-        untrained = f"MODEL.MODEL_NAME {cfg.MODEL.MODEL_NAME} has no few-shot head; it was built with random weights"
+        untrained = _no_fewshot_head(cfg)
     else:
-        missing = getattr(inner, "untrained_head_keys", [])
-        untrained = (f"the checkpoint loaded lacks {len(missing)} of its weights: {', '.join(missing[:3])}"
-                     f"{', ...' if len(missing) > 3 else ''}") if missing else ""
+        untrained = _lacking(getattr(inner, "untrained_head_keys", []))
     _check_trained(head, untrained, cfg)
     return inner.backbone, head
 
 
-def backbone_views(backbone: torch.nn.Module, inputs: List[torch.Tensor], clips: Sequence[int],
-                   cfg: CfgNode) -> List[BackboneOutput]:
-    """Backbone outputs of a batch of clips (dataset indices `clips`): one unmasked view, or
-    TEST.NUM_MASKED_VIEWS views under the clips' tube masks of MASK.RATIO."""
-    views = cfg.TEST.NUM_MASKED_VIEWS
-    if views <= 0:
-        return [backbone(inputs)]
-    if not hasattr(backbone, "token_grid"):
-        raise ValueError(f"TEST.NUM_MASKED_VIEWS {views}: masked inference needs a transformer backbone that takes "
-                         f"tube masks (VideoViT), not {type(backbone).__name__}; set TEST.NUM_MASKED_VIEWS 0")
-    grid = backbone.token_grid(inputs)
-    return [backbone(inputs, clip_tube_masks(cfg.MASK.RATIO, cfg.RNG_SEED, clips, v, grid).to(inputs[0].device))
-            for v in range(views)]
+def _no_fewshot_head(cfg: CfgNode) -> str:
+    return f"MODEL.MODEL_NAME {cfg.MODEL.MODEL_NAME} has no few-shot head; it was built with random weights"
+
+
+def _lacking(missing: Sequence[str]) -> str:
+    return (f"the checkpoint loaded lacks {len(missing)} of its weights: {', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}") if missing else ""
+
+
+class _HeadOnly(torch.nn.Module):
+    """A model holding only its few-shot head (`head.*` keys, as in a FewShot checkpoint), to load the
+    test checkpoint's head weights without building the backbone. `untrained_head_keys` as FewShot's."""
+
+    HEAD_KEY_PREFIXES = ("head.",)
+
+    def __init__(self, head: torch.nn.Module):
+        super().__init__()
+        self.head = head
+        self.untrained_head_keys: List[str] = []
+        self.register_load_state_dict_post_hook(_record_missing_head_keys)
+
+    @property
+    def fewshot_head(self) -> torch.nn.Module:
+        return self.head
+
+
+def _record_missing_head_keys(module: _HeadOnly, incompatible_keys) -> None:
+    module.untrained_head_keys = sorted(incompatible_keys.missing_keys)
+
+
+def stored_features_head(cfg: CfgNode, in_dim: int) -> torch.nn.Module:
+    """HEAD.NAME on features of width `in_dim` (a feature store's), without a backbone: its weights come
+    from the test checkpoint (`load_test_checkpoint`'s precedence and checks) when MODEL.MODEL_NAME has a
+    few-shot head of its own, as `fewshot_parts` would give them; untrained heads are refused alike."""
+    head = build_head(cfg, in_dim=in_dim).to(device_for(cfg))
+    if not hasattr(MODEL_REGISTRY.get(cfg.MODEL.MODEL_NAME), "fewshot_head"):
+        _check_trained(head, _no_fewshot_head(cfg), cfg)
+        return head
+    holder = _HeadOnly(head)
+    logger.info("Loading only the few-shot head (head.*) of the test checkpoint: the features come from the store, "
+                "so its backbone weights are reported as unexpected keys")
+    cu.load_test_checkpoint(cfg, holder)
+    _check_trained(head, _lacking(holder.untrained_head_keys), cfg)
+    return head
 
 
 def _check_query_views(head: torch.nn.Module, cfg: CfgNode) -> None:
     if cfg.TEST.NUM_MASKED_VIEWS > 0 and not getattr(head, "QUERY_VIEWS", False):
         raise ValueError(f"TEST.NUM_MASKED_VIEWS {cfg.TEST.NUM_MASKED_VIEWS}: HEAD.NAME {type(head).__name__} does not "
                          f"average query views (a head declaring QUERY_VIEWS does, e.g. LogReg); set it to 0")
-
-
-def _cat_views(batches: List[List[BackboneOutput]]) -> Optional[List[BackboneOutput]]:
-    """Per view, the concatenation of the batches' outputs of that view (None when there are none)."""
-    return [BackboneOutput.cat(list(view)) for view in zip(*batches)] if batches else None
 
 
 def _episode_parts(views: List[BackboneOutput], support_rows, query_rows):
@@ -111,30 +142,11 @@ def _episode_parts(views: List[BackboneOutput], support_rows, query_rows):
     return views[0].index(support_rows), (query if len(query) > 1 else query[0])
 
 
-@torch.no_grad()
-def _extract_readable(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
-                      desc: str) -> Tuple[Optional[List[BackboneOutput]], List[int]]:
-    """Backbone outputs (on CPU, one per view, see `backbone_views`; None when there are none) of the
-    readable clips among `dataset[i]` for `indices`, computed by this process, and their clip indices
-    (unreadable ones are skipped)."""
-    device = device_for(cfg)
-    batch_size = max(1, cfg.TEST.BATCH_SIZE // du.get_world_size())
-    data_loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False,
-                             num_workers=cfg.DATA_LOADER.NUM_WORKERS, collate_fn=collate_skipping)
-    outputs, clips = [], []
-    for batch in progress(data_loader, desc):
-        if "inputs" in batch:
-            inputs = inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
-            outputs.append([v.to("cpu") for v in backbone_views(backbone, inputs, batch["index"].tolist(), cfg)])
-            clips.extend(batch["index"].tolist())
-    return _cat_views(outputs), clips
-
-
 def extract_features(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
                      desc: str = "features") -> BackboneOutput:
     """Backbone outputs (on CPU) of `dataset[i]` for `indices`, in that order, computed by this process
     (masked inference: the first view); raises when a clip cannot be read."""
-    features, clips = _extract_readable(backbone, dataset, indices, cfg, desc)
+    features, clips = extract_readable(backbone, dataset, indices, cfg, desc)
     if len(clips) != len(indices):
         raise RuntimeError(f"{len(indices) - len(clips)} of {len(indices)} clips could not be read (their paths "
                            f"are in the warnings above)")
@@ -150,9 +162,9 @@ def build_feature_cache(backbone, dataset, indices: List[int], cfg: CfgNode
     read), and the row of each readable clip in them; unreadable clips have no row."""
     rank, world = du.get_rank(), du.get_world_size()
     mine = indices[rank::world]
-    gathered = du.all_gather_object(_extract_readable(backbone, dataset, mine, cfg, "feature cache"))
+    gathered = du.all_gather_object(extract_readable(backbone, dataset, mine, cfg, "feature cache"))
     order = [i for _, part in gathered for i in part]
-    return _cat_views([f for f, _ in gathered if f is not None]), {clip: row for row, clip in enumerate(order)}
+    return cat_views([f for f, _ in gathered if f is not None]), {clip: row for row, clip in enumerate(order)}
 
 
 def episode_accuracy(head, support: BackboneOutput, query, episode: Episode,
@@ -191,23 +203,35 @@ def _episode_features(backbone, dataset, episode: Episode, cfg: CfgNode, device:
 
 @torch.no_grad()
 def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode,
-                 unreadable: Optional[Set[int]] = None) -> List[Optional[float]]:
+                 unreadable: Optional[Set[int]] = None, store: Optional[FeatureStore] = None
+                 ) -> List[Optional[float]]:
     """Accuracy of each episode of `episodes` (this process's share), in order; None for an episode
     that needs a clip that cannot be read (dropped). The indices of such clips are added to `unreadable`
-    when given."""
+    when given. With `store`, the features are its rows (its failed items are unreadable clips) and
+    `backbone` is not used (may be None)."""
     device = device_for(cfg)
-    backbone.eval()
     head.eval()
     _check_query_views(head, cfg)
     unreadable = set() if unreadable is None else unreadable
-    if cfg.FEW_SHOT.USE_FEATURE_CACHE:
+    cached = store is not None or cfg.FEW_SHOT.USE_FEATURE_CACHE
+    if store is None:
+        backbone.eval()
+    if cached:
         needed = sorted({i for ep in episodes for i in (*ep.support, *ep.query)})
-        needed = sorted({i for part in du.all_gather_object(needed) for i in part})
-        features, rows = build_feature_cache(backbone, dataset, needed, cfg)
+        if store is None:
+            needed = sorted({i for part in du.all_gather_object(needed) for i in part})
+            features, rows = build_feature_cache(backbone, dataset, needed, cfg)
+        else:
+            features, rows = store.features()
         unreadable.update(set(needed) - set(rows))
+    if cached and getattr(head, "EPISODE_BATCH", False) and cfg.FEW_SHOT.EPISODE_BATCH > 1:
+        readable = [ep for ep in episodes if unreadable.isdisjoint((*ep.support, *ep.query))]
+        scores = dict(zip((ep.index for ep in readable),
+                          _batched_accuracies(head, features, rows, readable, cfg.FEW_SHOT.EPISODE_BATCH, device)))
+        return [scores.get(ep.index) for ep in episodes]
     accs = []
     for episode in progress(episodes, "episodes"):
-        if not cfg.FEW_SHOT.USE_FEATURE_CACHE:
+        if not cached:
             parts = _episode_features(backbone, dataset, episode, cfg, device, unreadable)
         elif unreadable.isdisjoint((*episode.support, *episode.query)):
             parts = _episode_parts(features, *(torch.as_tensor([rows[i] for i in clips], dtype=torch.long)
@@ -216,6 +240,24 @@ def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode,
             parts = None
         accs.append(None if parts is None else
                     episode_accuracy(head, *parts, episode, episode_class_names(dataset, episode), device))
+    return accs
+
+
+def _batched_accuracies(head, features, rows: Dict[int, int], episodes: List[Episode], size: int,
+                        device: torch.device) -> List[float]:
+    """Accuracy of each of `episodes` (all readable, one shape), `size` episodes per call of a head that
+    declares EPISODE_BATCH (support [E, N*K, ...], labels [E, N*K], query [E, N*Q, ...] -> logits
+    [E, N*Q, N]); equal to one `episode_accuracy` call per episode."""
+    accs: List[float] = []
+    for start in progress(range(0, len(episodes), size), f"episodes ({size} per batch)"):
+        batch = episodes[start:start + size]
+        support, query = _episode_parts(features, *(
+            torch.as_tensor([[rows[i] for i in getattr(ep, part)] for ep in batch], dtype=torch.long)
+            for part in ("support", "query")))
+        labels, truth = (torch.as_tensor([getattr(ep, part) for ep in batch], device=device)
+                         for part in ("support_labels", "query_labels"))
+        logits = head(support.to(device), labels, query.to(device), batch[0].n_way)["logits"]
+        accs += (logits.argmax(-1) == truth).float().mean(-1).tolist()
     return accs
 
 
@@ -293,24 +335,48 @@ class EpisodicValidation:
         return stats
 
 
-def episodic_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def open_feature_store(cfg: CfgNode, dataset) -> FeatureStore:
+    """The store at FEW_SHOT.FEATURE_STORE, refused (StoreMismatchError naming each field) unless it holds
+    the features of TEST.DATASET's TEST.SPLIT that this run's backbone, checkpoint and config give."""
+    store = FeatureStore(cfg.FEW_SHOT.FEATURE_STORE)
+    store.check(run_identity(cfg, dataset_source(cfg, len(dataset))))
+    logger.info("Reading features from %s (%d items, %d failed)", cfg.FEW_SHOT.FEATURE_STORE, len(store.rows),
+                len(store.failed))
+    return store
+
+
+def episodic_test(cfg: CfgNode, model: Optional[torch.nn.Module]) -> Dict:
     """Run the configured episodes and report `acc = XX.XX ± Y.YY (95% CI, N episodes)`.
 
     An episode that needs an unreadable clip is dropped: the accuracy is over the other episodes
-    (`episodes` in the summary), which also counts `dropped_episodes` and `skipped_clips`."""
+    (`episodes` in the summary), which also counts `dropped_episodes` and `skipped_clips`.
+
+    With FEW_SHOT.FEATURE_STORE the features are read from that store (`open_feature_store`) and the
+    backbone is not run; `model` may then be None (the head is built on the store's width, see
+    `stored_features_head`), and the summary adds `peak_rss_mb` (the largest over processes)."""
     dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT)
     if len(dataset) != len(dataset.labels):
         raise ValueError(
             f"episodic test needs one view per clip: set TEST.NUM_ENSEMBLE_VIEWS 1 and TEST.NUM_SPATIAL_CROPS 1 "
             f"(dataset {cfg.TEST.DATASET} has {len(dataset)} items for {len(dataset.labels)} clips)")
     episodes = episodes_for_cfg(cfg, pool_labels(cfg, dataset.labels, "test"))
-    backbone, head = fewshot_parts(model, cfg)
+    store = open_feature_store(cfg, dataset) if cfg.FEW_SHOT.FEATURE_STORE else None
+    if store is not None and model is None:
+        backbone, head = None, stored_features_head(cfg, store.in_dim)
+    else:
+        backbone, head = fewshot_parts(model, cfg)
     mine = split_for_rank(episodes, du.get_rank(), du.get_world_size())
     unreadable: Set[int] = set()
-    accs = run_episodes(backbone, head, dataset, mine, cfg, unreadable)
-    gathered = du.all_gather_object(([(ep.index, acc) for ep, acc in zip(mine, accs)], sorted(unreadable)))
-    by_index = dict(pair for part, _ in gathered for pair in part)
-    skipped = sorted({i for _, part in gathered for i in part})
+    accs = run_episodes(backbone, head, dataset, mine, cfg, unreadable, store)
+    gathered = du.all_gather_object(([(ep.index, acc) for ep, acc in zip(mine, accs)], sorted(unreadable),
+                                     peak_rss_mb()))
+    by_index = dict(pair for part, _, _ in gathered for pair in part)
+    skipped = sorted({i for _, part, _ in gathered for i in part})
     ordered = [by_index[ep.index] for ep in episodes]
     evaluated = [acc for acc in ordered if acc is not None]
     if not evaluated:
@@ -319,6 +385,8 @@ def episodic_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     meter = EpisodeMeter(cfg.FEW_SHOT.WAY, cfg.FEW_SHOT.SHOT, cfg.FEW_SHOT.QUERY)
     meter.update(evaluated)
     summary = dict(meter.summary(), dropped_episodes=len(ordered) - len(evaluated), skipped_clips=len(skipped))
+    if store is not None:
+        summary["peak_rss_mb"] = round(max(rss for _, _, rss in gathered), 1)
     if du.is_master_proc():
         log_json_stats(summary)
         if skipped:

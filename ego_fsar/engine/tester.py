@@ -1,7 +1,7 @@
 """Testing entry: load the test checkpoint, then run the protocol named by `TEST.PROTOCOL`."""
 import os
 import pickle
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -13,6 +13,7 @@ from ego_fsar.utils import distributed as du
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, setup_logging
 from ego_fsar.utils.meters import TestMeter
+from ego_fsar.utils.metrics import SINGLE_TASK
 
 from .common import channels_last_3d, inputs_to, progress
 from .egomcq_test import egomcq_test
@@ -27,18 +28,26 @@ _ACTIVATIONS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _batch_scores(model: torch.nn.Module, batch: Dict, act: Callable, views: int, cfg: CfgNode,
+def class_scores(model: torch.nn.Module, inputs: List[torch.Tensor], tasks: Sequence[str], cfg: CfgNode,
+                 device: torch.device) -> Dict[str, torch.Tensor]:
+    """{task: scores [B, C_task]} on the CPU: the model's outputs `tasks` (e.g. ["logits"], or ["verb",
+    "noun"]) for pathway inputs [B,C,T,H,W], activated by MODEL.HEAD_ACT."""
+    outputs = model(inputs_to(inputs, device, cfg.TRAIN.CHANNELS_LAST))
+    act = _ACTIVATIONS[cfg.MODEL.HEAD_ACT]
+    return {k: act(outputs[k].float()).cpu() for k in tasks}
+
+
+def _batch_scores(model: torch.nn.Module, batch: Dict, views: int, cfg: CfgNode,
                   device: torch.device) -> Optional[Tuple]:
     """(scores [B, C] or {task: [B, C_task]}, labels, clip ids [B]) on the CPU of a batch's readable
     items (clip id = clip index * views: the meter groups items by clip_id // views); None without any."""
     if "inputs" not in batch:
         return None
-    outputs = model(inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST))
     labels = batch["label"]
     if isinstance(labels, dict):
-        scores = {k: act(outputs[k].float()).cpu() for k in labels}
+        scores = class_scores(model, batch["inputs"], list(labels), cfg, device)
     else:
-        scores = act(outputs["logits"].float()).cpu()
+        scores = class_scores(model, batch["inputs"], [SINGLE_TASK], cfg, device)[SINGLE_TASK]
     return scores, labels, batch["index"] * views
 
 
@@ -75,12 +84,11 @@ def multiview_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
     dataset = test_loader.dataset
     views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     num_videos = len(dataset) // views
-    act = _ACTIVATIONS[cfg.MODEL.HEAD_ACT]
     meter = TestMeter(num_videos, views, cfg.MODEL.NUM_CLASSES, cfg.DATA.ENSEMBLE_METHOD, cfg.DATA.MULTI_LABEL)
     model.eval()
     for batch in progress(test_loader, "test"):
         # Ranks may keep different numbers of items: gather objects, not equal-shape tensors.
-        part = (batch["skipped"], _batch_scores(model, batch, act, views, cfg, device))
+        part = (batch["skipped"], _batch_scores(model, batch, views, cfg, device))
         for skipped, scores in du.all_gather_object(part):
             meter.add_skipped(skipped)
             if scores is not None:
@@ -99,14 +107,25 @@ def multiview_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
 _PROTOCOLS = {"multiview": multiview_test, "episodic": episodic_test, "egomcq": egomcq_test}
 
 
-def test(cfg: CfgNode) -> Dict:
-    """Build the model, load the test checkpoint (PySlowFast precedence) and run TEST.PROTOCOL."""
-    if cfg.TEST.PROTOCOL not in _PROTOCOLS:
-        raise ValueError(f"TEST.PROTOCOL must be one of {sorted(_PROTOCOLS)}, got {cfg.TEST.PROTOCOL!r}")
-    seed_everything(cfg.RNG_SEED)
-    setup_logging(cfg.OUTPUT_DIR)
+def build_test_model(cfg: CfgNode) -> torch.nn.Module:
+    """MODEL.MODEL_NAME (channels-last with TRAIN.CHANNELS_LAST) holding the test checkpoint's weights."""
     model = build_model(cfg)
     if cfg.TRAIN.CHANNELS_LAST:
         model = channels_last_3d(model)
     cu.load_test_checkpoint(cfg, model)
-    return _PROTOCOLS[cfg.TEST.PROTOCOL](cfg, model)
+    return model
+
+
+def test(cfg: CfgNode) -> Dict:
+    """Build the model, load the test checkpoint (PySlowFast precedence) and run TEST.PROTOCOL. With
+    FEW_SHOT.FEATURE_STORE the episodic test reads the store and no model is built."""
+    if cfg.TEST.PROTOCOL not in _PROTOCOLS:
+        raise ValueError(f"TEST.PROTOCOL must be one of {sorted(_PROTOCOLS)}, got {cfg.TEST.PROTOCOL!r}")
+    seed_everything(cfg.RNG_SEED)
+    setup_logging(cfg.OUTPUT_DIR)
+    if cfg.FEW_SHOT.FEATURE_STORE:
+        if cfg.TEST.PROTOCOL != "episodic":
+            raise ValueError(f"FEW_SHOT.FEATURE_STORE {cfg.FEW_SHOT.FEATURE_STORE!r} is read by the episodic test "
+                             f"only: set TEST.PROTOCOL episodic (it is {cfg.TEST.PROTOCOL!r}) or FEW_SHOT.FEATURE_STORE ''")
+        return episodic_test(cfg, None)
+    return _PROTOCOLS[cfg.TEST.PROTOCOL](cfg, build_test_model(cfg))

@@ -60,11 +60,13 @@ def test_feature_cache_gives_identical_accuracy(cfg, tmp_path, head):
     model, dataset = _model_and_dataset(cfg)
     backbone, fs_head = fewshot_parts(model, cfg)
     episodes = episodes_for_cfg(cfg, dataset.labels)
-    cfg.FEW_SHOT.USE_FEATURE_CACHE = True
-    cached = run_episodes(backbone, fs_head, dataset, episodes, cfg)
+    cached = {}
+    for size in (1, 3, 256):  # one call per episode, batches of 3 (the last one shorter), all in one batch
+        cfg.FEW_SHOT.USE_FEATURE_CACHE, cfg.FEW_SHOT.EPISODE_BATCH = True, size
+        cached[size] = run_episodes(backbone, fs_head, dataset, episodes, cfg)
     cfg.FEW_SHOT.USE_FEATURE_CACHE = False
     direct = run_episodes(backbone, fs_head, dataset, episodes, cfg)
-    assert cached == direct and len(cached) == cfg.FEW_SHOT.TEST_EPISODES
+    assert cached[1] == cached[3] == cached[256] == direct and len(direct) == cfg.FEW_SHOT.TEST_EPISODES
 
 
 def test_frozen_episodes_shared_by_two_heads(cfg, tmp_path):

@@ -3,6 +3,8 @@ selected on validation episodes, one table row per head."""
 import json
 import os
 
+import pytest
+
 from tests.tools.tiny import load_tool, tiny_cfg, write_cfg
 
 compare = load_tool("compare_heads")
@@ -25,3 +27,20 @@ def test_table_of_heads_on_shared_episodes(egotoy_root, tmp_path):
     assert [e["class_ids"] for e in runs[0]] == [e["class_ids"] for e in runs[1]]
     results = json.load(open(out / "compare_heads.json"))
     assert set(results) == {"ProtoNet", "TRX"} and results["TRX"]["1"]["episodes"] == 6
+
+
+def test_heads_on_a_feature_store_equal_the_heads_on_the_backbone(egotoy_root, tmp_path, monkeypatch):
+    """FEW_SHOT.FEATURE_STORE: the same table without building a backbone."""
+    from ego_fsar.models.build import BACKBONE_REGISTRY
+
+    cfg = tiny_cfg(egotoy_root, str(tmp_path / "out"))
+    cfg.TEST.PROTOCOL = "episodic"
+    yaml = write_cfg(cfg, tmp_path / "tiny.yaml")
+    args = ["--heads", "ProtoNet", "OTAM", "--train-heads", "--shots", "1", "--cfg", yaml]
+    table = compare.main(args)
+    store = load_tool("extract_features").main(["--out", str(tmp_path / "store"), "--cfg", yaml])
+    monkeypatch.setattr(BACKBONE_REGISTRY, "get", lambda name: pytest.fail(f"built backbone {name}"))
+    assert compare.main(args + ["OUTPUT_DIR", str(tmp_path / "stored"), "FEW_SHOT.FEATURE_STORE", store]) == table
+    for head in ("ProtoNet", "OTAM"):
+        runs = [json.load(open(tmp_path / d / f"{head}_1shot" / "episodes.json"))["episodes"] for d in ("out", "stored")]
+        assert runs[0] == runs[1]
