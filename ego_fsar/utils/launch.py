@@ -9,24 +9,27 @@
 
 Collectives wait at most `DIST.TIMEOUT_S`. A process whose `func` raises writes the error to
 OUTPUT_DIR/stdout.log, leaves the process group without waiting for the others and exits non-zero;
-the launcher (torchrun or `mp.spawn`) then ends the other processes. Spawned processes end when their
-launcher ends (Linux), and their data-loader workers when they end.
+the launcher (torchrun or `mp.spawn`) then ends the other processes. A spawned process ended by a signal
+(`kill -9`, the out-of-memory killer, a crash), which cannot write its error, is named there by its
+launcher (torchrun's agent names it in its own output). Spawned processes end when their launcher ends
+(Linux), and their data-loader workers when they end.
 """
 import atexit
 import ctypes
 import datetime
+import multiprocessing.connection
 import os
 import signal
 import socket
 import sys
-from typing import Callable
+from typing import Callable, List
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from fvcore.common.config import CfgNode
 
-from .logging import log_fatal_error
+from .logging import LOG_FILE, log_fatal_error
 
 _TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 _PR_SET_PDEATHSIG = 1
@@ -125,6 +128,26 @@ def _run(local_rank: int, num_proc: int, func: Callable, init_method: str, shard
                   rank=shard_id * num_proc + local_rank)
 
 
+def _log_killed_ranks(processes: List, cfg: CfgNode, what: str) -> None:
+    """Wait until one of this node's spawned `processes` (local rank order) fails or all have ended; then
+    write `[rank R] <what> ended by signal S` to OUTPUT_DIR/stdout.log and stderr for each that a signal
+    ended by then: it could not log an error itself, and the others may only report a lost connection."""
+    running = [p for p in processes if p.exitcode is None]
+    while running and not any(p.exitcode for p in processes):
+        multiprocessing.connection.wait([p.sentinel for p in running])  # a process ended since is ready
+        running = [p for p in running if p.exitcode is None]
+    for local_rank, process in enumerate(processes):
+        if process.exitcode is not None and process.exitcode < 0:
+            line = (f"[rank {cfg.SHARD_ID * len(processes) + local_rank}] {what} ended by signal "
+                    f"{signal.Signals(-process.exitcode).name} (pid {process.pid}): killed (out of memory, by a "
+                    f"user or the scheduler) or crashed, without an error of its own")
+            if cfg.OUTPUT_DIR:
+                os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+                with open(os.path.join(cfg.OUTPUT_DIR, LOG_FILE), "a") as f:
+                    f.write(line + "\n")
+            print(line, file=sys.stderr, flush=True)
+
+
 def launch_job(cfg: CfgNode, func: Callable, daemon: bool = False) -> None:
     """Run `func(cfg=cfg)` on every process of this job (see the module docstring)."""
     if in_torchrun():
@@ -135,7 +158,10 @@ def launch_job(cfg: CfgNode, func: Callable, daemon: bool = False) -> None:
     num_proc = procs_per_node(cfg)
     check_gpus(cfg, num_proc)
     if num_proc * cfg.NUM_SHARDS > 1:
-        mp.spawn(_run, nprocs=num_proc, daemon=daemon, args=(num_proc, func, resolve_init_method(cfg),
-                                                              cfg.SHARD_ID, cfg.NUM_SHARDS, cfg, os.getpid()))
+        context = mp.spawn(_run, nprocs=num_proc, daemon=daemon, join=False, args=(
+            num_proc, func, resolve_init_method(cfg), cfg.SHARD_ID, cfg.NUM_SHARDS, cfg, os.getpid()))
+        _log_killed_ranks(context.processes, cfg, getattr(func, "__name__", "job"))
+        while not context.join():
+            pass
     else:
         _run_job(func, cfg)
