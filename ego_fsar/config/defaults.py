@@ -631,7 +631,8 @@ _C.EGOEXO.DATASET = "EpicKitchens"
 # Pickle {clip key: {"ego": [2] scores, "object": [NUM_OBJECT_CLASSES] scores}} of the teachers
 # (clip key: narration_id, else video_id); empty: no distillation targets.
 _C.EGOEXO.TEACHER_FILE = ""
-# Pickle {clip key: [[kind (0 hand, 1 object), x1, y1, x2, y2], ...]} of boxes in [0, 1] of the frame.
+# Pickle {clip key: [[kind (0 hand, 1 object), x1, y1, x2, y2(, score)], ...]} of boxes in [0, 1] of
+# the frame (score: the detector's, default 1).
 _C.EGOEXO.BOXES_FILE = ""
 # Boxes kept per clip (the batch pads to this many).
 _C.EGOEXO.MAX_BOXES = 8
@@ -641,6 +642,13 @@ _C.EGOEXO.NUM_OBJECT_CLASSES = 1000
 _C.EGOEXO.KD_TEMPERATURE = 1.0
 # Distillation factor alpha (the loss is KL * alpha * T^2).
 _C.EGOEXO.KD_ALPHA = 1.0
+# Ego-score and object-score distillation heads and losses (the release distils in its Kinetics
+# pre-training only; its EPIC-100 and Charades-Ego Ego-Exo* fine-tuning has the interaction map alone).
+_C.EGOEXO.KD = True
+# Channels of the interaction-map head's 1x3x3 conv (the release's HANDOBJ.HEAD_CONV_DIM).
+_C.EGOEXO.HEAD_CONV_DIM = 512
+# Interaction-map targets: "soft" (a cell gets its boxes' largest score) or "hard" (1).
+_C.EGOEXO.HOI_LOSS_MODE = "soft"
 
 
 # ---------------------------------------------------------------------------- #

@@ -2,18 +2,18 @@
 
 A training item is the wrapped dataset's item plus
 
-    teacher_ego     [2] teacher ego scores, zeros when the clip has no teacher entry
-    teacher_object  [EGOEXO.NUM_OBJECT_CLASSES] teacher object scores, zeros likewise
-    has_teacher     bool: the clip has an entry in EGOEXO.TEACHER_FILE
-    hoi_boxes       [EGOEXO.MAX_BOXES, 5] hand/object boxes (kind, x1, y1, x2, y2 in [0, 1] of the
-                    frame), padded with kind -1; the boxes refer to the whole frame (the training crop
-                    is not applied to them)
+    teacher_ego     [2] teacher ego scores, zeros when the clip has no teacher entry  } with
+    teacher_object  [EGOEXO.NUM_OBJECT_CLASSES] teacher object scores, zeros likewise } EGOEXO.KD
+    has_teacher     bool: the clip has an entry in EGOEXO.TEACHER_FILE                }
+    hoi_boxes       [EGOEXO.MAX_BOXES, 6] hand/object boxes (kind, x1, y1, x2, y2 in [0, 1] of the
+                    frame, score: the file's sixth column, else 1), padded with kind -1; the boxes
+                    refer to the whole frame (the training crop is not applied to them)
     has_boxes       bool: the clip has an entry in EGOEXO.BOXES_FILE
 
-Entries are keyed by clip: the clip's `narration_id` (EPIC layout), else its `video_id`. Clips without
-a teacher entry are counted when the dataset is built and reported as a warning with the count and
-a few keys: each epoch visits every clip once, so that count is every epoch's number of clips
-trained without distillation. Other splits are the wrapped dataset's items unchanged.
+Entries are keyed by clip: the clip's `narration_id` (EPIC layout), else its `video_id`. The clips
+without a teacher entry are listed when the dataset is built (a warning with their count and a few
+keys); the clips of each epoch that had none are counted by the model (`count_kd_missing_teacher`)
+and reported per epoch by the trainer. Other splits are the wrapped dataset's items unchanged.
 """
 import pickle
 from typing import Any, Dict, List, Union
@@ -22,6 +22,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
 
+from ego_fsar.models.methods.egoexo import BOX_COLUMNS
 from ego_fsar.utils.logging import get_logger
 
 from .build import DATASET_REGISTRY, build_dataset
@@ -62,14 +63,16 @@ class EgoExoTargets(Dataset):
         if not self.training:
             return
         self.num_objects, self.max_boxes = cfg.EGOEXO.NUM_OBJECT_CLASSES, cfg.EGOEXO.MAX_BOXES
+        self.kd = bool(cfg.EGOEXO.KD)
         self.teachers = _read_pickle(cfg.EGOEXO.TEACHER_FILE, "TEACHER_FILE") if cfg.EGOEXO.TEACHER_FILE else {}
         self.boxes = _read_pickle(cfg.EGOEXO.BOXES_FILE, "BOXES_FILE") if cfg.EGOEXO.BOXES_FILE else {}
         keys = [clip_key(self.data, c) for c in range(self.data.num_clips)]
-        self.missing_teacher = [k for k in keys if k not in self.teachers]
+        self.missing_teacher = [k for k in keys if k not in self.teachers] if self.kd else []
         if self.missing_teacher:
             logger.warning("%d of %d %s clips have no entry in EGOEXO.TEACHER_FILE %r: they get no distillation "
-                           "loss in any epoch (%s)", len(self.missing_teacher), len(keys), split,
-                           cfg.EGOEXO.TEACHER_FILE, _first(self.missing_teacher))
+                           "loss (%s); each epoch's count is in its train_epoch stats (kd_missing_teacher)",
+                           len(self.missing_teacher), len(keys), split, cfg.EGOEXO.TEACHER_FILE,
+                           _first(self.missing_teacher))
 
     def __len__(self) -> int:
         return len(self.data)
@@ -86,11 +89,17 @@ class EgoExoTargets(Dataset):
         return {"teacher_ego": ego, "teacher_object": obj, "has_teacher": torch.tensor(entry is not None)}
 
     def _boxes(self, key: str) -> Dict[str, torch.Tensor]:
-        boxes = torch.full((self.max_boxes, 5), -1.0)
+        boxes = torch.full((self.max_boxes, BOX_COLUMNS), -1.0)
         entry = self.boxes.get(key)
         if entry is not None and len(entry):
-            given = torch.as_tensor(entry, dtype=torch.float32).reshape(-1, 5)[: self.max_boxes]
-            boxes[: len(given)] = given
+            given = torch.as_tensor(entry, dtype=torch.float32)
+            if given.dim() != 2 or given.size(1) not in (BOX_COLUMNS - 1, BOX_COLUMNS):
+                raise ValueError(f"EGOEXO.BOXES_FILE entry {key!r}: expected rows [kind, x1, y1, x2, y2] or "
+                                 f"[kind, x1, y1, x2, y2, score], got shape {list(given.shape)}")
+            given = given[: self.max_boxes]
+            boxes[: len(given), : given.size(1)] = given
+            if given.size(1) < BOX_COLUMNS:
+                boxes[: len(given), BOX_COLUMNS - 1] = 1.0
         return {"hoi_boxes": boxes, "has_boxes": torch.tensor(entry is not None)}
 
     def __getitem__(self, index: int) -> Union[Dict, SkippedItem]:
@@ -98,6 +107,7 @@ class EgoExoTargets(Dataset):
         if not self.training:
             return item
         key = clip_key(self.data, item["index"])
-        item.update(self._teacher(key))
+        if self.kd:
+            item.update(self._teacher(key))
         item.update(self._boxes(key))
         return item

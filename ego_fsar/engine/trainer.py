@@ -1,7 +1,7 @@
 """Training (PySlowFast's train_net) for every protocol (supervised batches or episodes): epochs,
 periodic validation with a best-on-val checkpoint, periodic checkpoints, auto-resume, mixed
 precision, gradient accumulation and clipping."""
-from typing import Dict
+from typing import Dict, Mapping
 
 import torch
 from torch import nn
@@ -34,6 +34,10 @@ from .step import run_step
 
 logger = get_logger(__name__)
 
+# Model outputs named `count_<name>` are summed over each training epoch (steps and processes) into
+# the train_epoch record's `<name>`.
+COUNT_PREFIX = "count_"
+
 
 def _iters(data_loader, cfg: CfgNode) -> int:
     n = len(data_loader)
@@ -57,6 +61,30 @@ def _update(meter, stats: Dict[str, float], *args) -> None:
     meter.update_stats(stats.pop("top1_err", None), stats.pop("top5_err", None), *args, extra_stats=stats)
 
 
+def _add_counts(counts: Dict[str, float], outputs) -> None:
+    """Add a step's `count_<name>` model outputs (e.g. EgoExo's clips without a teacher entry) to this
+    process's epoch sums `counts` {name: sum}."""
+    if not isinstance(outputs, Mapping):
+        return
+    for key, value in outputs.items():
+        if key.startswith(COUNT_PREFIX):
+            name = key[len(COUNT_PREFIX):]
+            counts[name] = counts.get(name, 0.0) + float(value)
+
+
+def _epoch_counts(counts: Dict[str, float], cur_epoch: int) -> Dict[str, int]:
+    """The epoch's `counts` summed over processes (for the train_epoch record); each above 0 is
+    logged as a warning."""
+    names = sorted(counts)
+    totals = du.all_reduce([torch.tensor(counts[n], dtype=torch.float64) for n in names], average=False)
+    totals = {name: int(total.item()) for name, total in zip(names, totals)}
+    for name, total in totals.items():
+        if total > 0:
+            logger.warning("Epoch %d: %s = %d (the model's count_%s, summed over the epoch and all processes)",
+                           cur_epoch + 1, name, total, name)
+    return totals
+
+
 def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMeter, cur_epoch: int,
                 cfg: CfgNode, policy, writer: TensorboardWriter, device: torch.device, protocol) -> Dict:
     """One epoch of training. Raises FloatingPointError (naming epoch and iteration) at the first
@@ -67,6 +95,7 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
     accum = protocol.accum_steps(cfg)
     optimizer.zero_grad(set_to_none=True)
     skipped = 0
+    counts: Dict[str, float] = {}
     meter.iter_tic()
     for cur_iter, batch in enumerate(progress(data_loader, f"epoch {cur_epoch + 1}", data_size)):
         if cur_iter >= data_size:
@@ -79,6 +108,7 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
         outputs, labels, batch_size, loss, parts = run_step(
             model, batch, criterion, optimizer, scaler, policy, device, protocol, cfg,
             accum=accum, update=update, cur_epoch=cur_epoch, cur_iter=cur_iter)
+        _add_counts(counts, outputs)
         loss_value, *part_values = du.all_reduce([loss.detach().float().cpu()] +
                                                  [torch.tensor(float(v)) for v in parts.values()])
         loss_value, parts = loss_value.item(), {k: v.item() for k, v in zip(parts, part_values)}
@@ -90,7 +120,7 @@ def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMe
         writer.add_scalars({"Train/loss": loss_value, "Train/lr": lr, **{f"Train/{k}": v for k, v in parts.items()}},
                            step)
         meter.iter_tic()
-    stats = meter.log_epoch_stats(cur_epoch)
+    stats = meter.log_epoch_stats(cur_epoch, _epoch_counts(counts, cur_epoch))
     meter.reset()
     _report_skipped(skipped, cur_epoch, cfg.DATA.TRAIN_SPLIT, "replaced")
     return stats

@@ -181,14 +181,16 @@ class TrainMeter(_LoopMeter):
         log_json_stats(stats)
         return stats
 
-    def log_epoch_stats(self, cur_epoch: int) -> Dict:
-        """Log and return the epoch's sample-weighted mean loss and errors."""
+    def log_epoch_stats(self, cur_epoch: int, counts: Optional[Mapping[str, int]] = None) -> Dict:
+        """Log and return the epoch's sample-weighted mean loss and errors, and `counts` (epoch totals,
+        e.g. `kd_missing_teacher`) as they are."""
         stats = {
             "_type": "train_epoch",
             "epoch": f"{cur_epoch + 1}/{self._cfg.SOLVER.MAX_EPOCH}",
             "eta": _eta(self._seconds("dt", epoch=True) * (self.max_iters - (cur_epoch + 1) * self.epoch_iters)),
             "lr": self.lr,
             **self._epoch_averages("TrainMeter"),
+            **(counts or {}),
             **self._timing_and_memory(epoch=True),
         }
         log_json_stats(stats)
