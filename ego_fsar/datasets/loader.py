@@ -52,10 +52,14 @@ class EpochLoader(DataLoader):
             failures.reset()
 
 
-def _loader_kwargs(cfg: CfgNode) -> dict:
-    """Workers, and pinned memory only for a CUDA run (NUM_GPUS 0 never queries CUDA)."""
+def _loader_kwargs(cfg: CfgNode, persistent: bool = False) -> dict:
+    """Workers (DATA_LOADER.NUM_WORKERS, each loading PREFETCH_FACTOR batches ahead, kept across epochs
+    when `persistent`), and pinned memory only for a CUDA run (NUM_GPUS 0 never queries CUDA)."""
     pin = cfg.DATA_LOADER.PIN_MEMORY and cfg.NUM_GPUS > 0 and torch.cuda.is_available()
-    return {"num_workers": cfg.DATA_LOADER.NUM_WORKERS, "pin_memory": pin}
+    kwargs = {"num_workers": cfg.DATA_LOADER.NUM_WORKERS, "pin_memory": pin}
+    if cfg.DATA_LOADER.NUM_WORKERS > 0:
+        kwargs.update(prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR, persistent_workers=persistent)
+    return kwargs
 
 
 def construct_loader(cfg: CfgNode, split: str, dataset: Optional[Dataset] = None) -> EpochLoader:
@@ -73,7 +77,7 @@ def construct_loader(cfg: CfgNode, split: str, dataset: Optional[Dataset] = None
     sampler = DistributedSampler(dataset, num_replicas=world, rank=du.get_rank(), shuffle=is_train,
                                  seed=cfg.RNG_SEED, drop_last=is_train)
     return EpochLoader(dataset, cfg.RNG_SEED, batch_size=total // world, sampler=sampler, drop_last=is_train,
-                       collate_fn=collate_skipping, **_loader_kwargs(cfg))
+                       collate_fn=collate_skipping, **_loader_kwargs(cfg, cfg.DATA_LOADER.PERSISTENT_WORKERS))
 
 
 def construct_episode_loader(cfg: CfgNode, split: str, dataset: Optional[Dataset] = None,
@@ -81,7 +85,8 @@ def construct_episode_loader(cfg: CfgNode, split: str, dataset: Optional[Dataset
     """Loader of FEW_SHOT.WAY/SHOT/QUERY episodes (FEW_SHOT.TRAIN_QUERY queries on the training split
     when set) of `split` (dataset default: TRAIN.DATASET), one
     episode per item (no batch dimension; see EpisodeDataset), `num_episodes` (FEW_SHOT.TRAIN_EPISODES)
-    per epoch divided among processes. Epoch e uses episodes e * num_episodes onwards (FEW_SHOT.SEED)."""
+    per epoch divided among processes. Epoch e uses episodes e * num_episodes onwards (FEW_SHOT.SEED), so
+    its workers never persist (DATA_LOADER.PERSISTENT_WORKERS): they would keep the first epoch's episodes."""
     if dataset is None:
         dataset = build_dataset(cfg.TRAIN.DATASET, cfg, split)
     query = cfg.FEW_SHOT.QUERY

@@ -21,14 +21,28 @@ class StepResult(NamedTuple):
     parts: Dict[str, float]
 
 
-def _check_finite(tensors: List[torch.Tensor], what: str, cur_epoch: int, cur_iter: int) -> None:
-    """Raise FloatingPointError (naming epoch and iteration) if any of `tensors` holds a NaN or inf.
+def _all_finite(tensors: List[torch.Tensor]) -> bool:
+    """Whether every element of `tensors` is finite (the max-abs norm cannot overflow, so it is finite
+    exactly when every element is)."""
+    return not tensors or bool(torch.isfinite(nn.utils.get_total_norm(tensors, norm_type=float("inf"))))
 
-    The max-abs norm cannot overflow, so it is finite exactly when every element is."""
-    if tensors and not torch.isfinite(nn.utils.get_total_norm(tensors, norm_type=float("inf"))):
+
+def _check_finite(tensors: List[torch.Tensor], what: str, cur_epoch: int, cur_iter: int) -> None:
+    """Raise FloatingPointError (naming epoch and iteration) if any of `tensors` holds a NaN or inf."""
+    if not _all_finite(tensors):
         raise FloatingPointError(
             f"non-finite {what} at epoch {cur_epoch + 1}, iteration {cur_iter + 1}: stopping before a "
             f"checkpoint is written (lower SOLVER.BASE_LR or set SOLVER.CLIP_GRAD_L2NORM)")
+
+
+def _check_weights(params: List[torch.Tensor], check_grads: bool, cur_epoch: int, cur_iter: int) -> None:
+    """After the optimizer step: raise if a weight is non-finite, naming the gradients when `check_grads`
+    and one of them is non-finite. One pass over the weights per step: any optimizer's update of a NaN
+    or inf gradient is NaN or inf, so the gradients are only read to name the cause."""
+    if not _all_finite(params):
+        if check_grads:
+            _check_finite([p.grad for p in params if p.grad is not None], "gradients", cur_epoch, cur_iter)
+        _check_finite(params, "weights", cur_epoch, cur_iter)
 
 
 def run_step(model: nn.Module, batch: Dict, criterion, optimizer: torch.optim.Optimizer,
@@ -36,8 +50,9 @@ def run_step(model: nn.Module, batch: Dict, criterion, optimizer: torch.optim.Op
              accum: int = 1, update: bool = True, cur_epoch: int = 0, cur_iter: int = 0) -> StepResult:
     """Forward `batch` through `protocol` under `policy`'s autocast, compute the loss, and backpropagate
     it divided by `accum` (gradient accumulation). With `update`, finish the optimisation step: unscale,
-    check the gradients (unless the scaler skips non-finite steps itself), clip (SOLVER.CLIP_GRAD_*),
-    step, check the weights, update the scaler and clear the gradients.
+    clip (SOLVER.CLIP_GRAD_*), step, check the weights (and, when they are not finite, whether the
+    gradients were, unless the scaler skips non-finite steps itself), update the scaler and clear the
+    gradients.
 
     Raises FloatingPointError naming `cur_epoch` and `cur_iter` at a non-finite loss, gradient or weight."""
     with autocast(policy):
@@ -49,11 +64,12 @@ def run_step(model: nn.Module, batch: Dict, criterion, optimizer: torch.optim.Op
     if update:
         params = [p for p in model.parameters() if p.requires_grad]
         scaler.unscale_(optimizer)
-        if not scaler.is_enabled():
+        check_grads = not scaler.is_enabled()
+        if check_grads and cfg.SOLVER.CLIP_GRAD_VAL is not None:  # clamping turns an inf gradient finite
             _check_finite([p.grad for p in params if p.grad is not None], "gradients", cur_epoch, cur_iter)
         optim.clip_gradients(params, cfg)
         scaler.step(optimizer)
-        _check_finite(params, "weights", cur_epoch, cur_iter)
+        _check_weights(params, check_grads, cur_epoch, cur_iter)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
     return StepResult(outputs, labels, batch_size, loss, parts)

@@ -233,12 +233,26 @@ def build_train_model(cfg: CfgNode):
         model = channels_last_3d(model)
     if cfg.LOG_MODEL_INFO and du.is_master_proc():
         log_model_info(model, cfg)
+    if cfg.MODEL.COMPILE:
+        model.compile()
     optimizer = optim.construct_optimizer(model, cfg)
     policy = amp_policy(cfg, device)
     scaler = make_grad_scaler(policy)
     if du.get_world_size() > 1:
         model = wrap_ddp(model, cfg, device)
     return model, optimizer, scaler, policy, device
+
+
+def warn_if_data_bound(stats: Dict, cfg: CfgNode) -> bool:
+    """Warn (on the master) when an epoch's mean data time `dt_data` exceeds a fifth of its network step
+    time `dt_net` (the loader starves the model); returns whether it did."""
+    if stats["dt_data"] <= stats["dt_net"] / 5:
+        return False
+    if du.is_master_proc():
+        logger.warning("Data loading takes %.3f s per iteration against %.3f s for the training step (more than "
+                       "a fifth): raise DATA_LOADER.NUM_WORKERS (now %s) or DATA_LOADER.PREFETCH_FACTOR, or set "
+                       "DATA_LOADER.PERSISTENT_WORKERS", stats["dt_data"], stats["dt_net"], cfg.DATA_LOADER.NUM_WORKERS)
+    return True
 
 
 def train(cfg: CfgNode) -> torch.nn.Module:
@@ -260,10 +274,12 @@ def train(cfg: CfgNode) -> torch.nn.Module:
         logger.warning("Nothing to train: the checkpoint ends at epoch %d >= SOLVER.MAX_EPOCH %d (set "
                        "TRAIN.CHECKPOINT_EPOCH_RESET True to fine-tune from it)", start_epoch, cfg.SOLVER.MAX_EPOCH)
     best = BestCheckpoint(cfg) if validate is not None else None
+    data_bound = False
     for cur_epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
         loader.shuffle_dataset(train_loader, cur_epoch)
         stats = train_epoch(train_loader, model, optimizer, scaler, criterion, train_meter, cur_epoch,
                             cfg, policy, writer, device, protocol)
+        data_bound = data_bound or warn_if_data_bound(stats, cfg)
         writer.add_scalars({f"Train/epoch_{k}": v for k, v in stats.items()}, cur_epoch)
         if cfg.BN.USE_PRECISE_STATS:
             _precise_bn(train_loader, model, cfg, device, protocol)
