@@ -43,10 +43,8 @@ import torch
 from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets.video_folder import VideoFiles, VideoFolder, open_any, videos_from_arg
-from ego_fsar.engine.common import channels_last_3d
-from ego_fsar.engine.fewshot_test import extract_features, fewshot_parts
-from ego_fsar.models import build_model
-from ego_fsar.utils.checkpoint import load_test_checkpoint
+from ego_fsar.engine.fewshot_test import extract_features
+from ego_fsar.engine.tester import build_fewshot_parts
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, setup_logging
 from ego_fsar.utils.parser import load_config, parse_args
@@ -105,17 +103,11 @@ def classify(cfg: CfgNode, query_paths: List[str]) -> DemoResult:
     seed_everything(cfg.RNG_SEED)
     support = VideoFolder(cfg, cfg.TEST.SPLIT)
     queries = VideoFiles(cfg, query_paths)
-    model = build_model(cfg)
-    if cfg.TRAIN.CHANNELS_LAST:
-        model = channels_last_3d(model)
-    checkpoint = load_test_checkpoint(cfg, model)
+    backbone, head, checkpoint = build_fewshot_parts(cfg)
     if checkpoint is None:
         logger.warning("No checkpoint: the backbone is RANDOMLY INITIALISED and its predictions mean nothing. "
                        "Pass --checkpoint F (for the default config, `make demo` writes "
                        "output/demo/pretrained/checkpoints/checkpoint_epoch_00015.pyth)")
-    backbone, head = fewshot_parts(model, cfg)
-    backbone.eval()
-    head.eval()
     device = device_for(cfg)
     support_features = extract_features(backbone, support, range(len(support)), cfg, "support").to(device)
     query_features = extract_features(backbone, queries, range(len(queries)), cfg, "queries").to(device)

@@ -132,7 +132,7 @@ def load_model(cfg: CfgNode, random_weights: bool = False) -> Tuple[torch.nn.Mod
         raise SystemExit("predict.py: no checkpoint: give --checkpoint FILE (a randomly initialised model's "
                          "predictions are meaningless), or --random-weights to run one anyway")
     seed_everything(cfg.RNG_SEED)
-    model = build_test_model(cfg)
+    model, _ = build_test_model(cfg)
     if hasattr(du.unwrap(model), "fewshot_head"):
         raise SystemExit(f"predict.py labels videos with a classifier; MODEL.MODEL_NAME {cfg.MODEL.MODEL_NAME} "
                          f"classifies few-shot episodes: use tools/fewshot_demo.py")

@@ -22,10 +22,8 @@ from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg
-from ego_fsar.engine.common import channels_last_3d
-from ego_fsar.engine.fewshot_test import extract_features, fewshot_parts
-from ego_fsar.models import build_model
-from ego_fsar.utils.checkpoint import load_test_checkpoint
+from ego_fsar.engine.fewshot_test import extract_features
+from ego_fsar.engine.tester import build_fewshot_parts
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.parser import load_config, parse_args
 from ego_fsar.utils.visualization import clip_strip, draw_episode
@@ -59,13 +57,7 @@ def predict_episode(cfg: CfgNode, index: int) -> EpisodePrediction:
     if not 0 <= index < len(episodes):
         raise SystemExit(f"--episode {index}: the test has episodes 0..{len(episodes) - 1} (FEW_SHOT.TEST_EPISODES)")
     episode = episodes[index]
-    model = build_model(cfg)
-    if cfg.TRAIN.CHANNELS_LAST:
-        model = channels_last_3d(model)
-    checkpoint = load_test_checkpoint(cfg, model)
-    backbone, head = fewshot_parts(model, cfg)
-    backbone.eval()
-    head.eval()
+    backbone, head, checkpoint = build_fewshot_parts(cfg)
     device = device_for(cfg)
     features = extract_features(backbone, dataset, episode.support + episode.query, cfg, "episode")
     shots = len(episode.support)

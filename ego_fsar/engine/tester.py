@@ -17,7 +17,7 @@ from ego_fsar.utils.metrics import SINGLE_TASK
 
 from .common import channels_last_3d, inputs_to, progress
 from .egomcq_test import egomcq_test
-from .fewshot_test import episodic_test
+from .fewshot_test import episodic_test, fewshot_parts
 
 logger = get_logger(__name__)
 
@@ -107,13 +107,21 @@ def multiview_test(cfg: CfgNode, model: torch.nn.Module) -> Dict:
 _PROTOCOLS = {"multiview": multiview_test, "episodic": episodic_test, "egomcq": egomcq_test}
 
 
-def build_test_model(cfg: CfgNode) -> torch.nn.Module:
-    """MODEL.MODEL_NAME (channels-last with TRAIN.CHANNELS_LAST) holding the test checkpoint's weights."""
+def build_test_model(cfg: CfgNode) -> Tuple[torch.nn.Module, Optional[str]]:
+    """MODEL.MODEL_NAME (channels-last with TRAIN.CHANNELS_LAST) holding the test checkpoint's weights,
+    and that checkpoint's path (None: randomly initialised, warned)."""
     model = build_model(cfg)
     if cfg.TRAIN.CHANNELS_LAST:
         model = channels_last_3d(model)
-    cu.load_test_checkpoint(cfg, model)
-    return model
+    return model, cu.load_test_checkpoint(cfg, model)
+
+
+def build_fewshot_parts(cfg: CfgNode) -> Tuple[torch.nn.Module, torch.nn.Module, Optional[str]]:
+    """(backbone, few-shot head, checkpoint path) of the test model, in eval mode: see `build_test_model`
+    and `fewshot_parts` (untrained heads are refused as in the episodic test)."""
+    model, checkpoint = build_test_model(cfg)
+    backbone, head = fewshot_parts(model, cfg)
+    return backbone.eval(), head.eval(), checkpoint
 
 
 def test(cfg: CfgNode) -> Dict:
@@ -128,4 +136,4 @@ def test(cfg: CfgNode) -> Dict:
             raise ValueError(f"FEW_SHOT.FEATURE_STORE {cfg.FEW_SHOT.FEATURE_STORE!r} is read by the episodic test "
                              f"only: set TEST.PROTOCOL episodic (it is {cfg.TEST.PROTOCOL!r}) or FEW_SHOT.FEATURE_STORE ''")
         return episodic_test(cfg, None)
-    return _PROTOCOLS[cfg.TEST.PROTOCOL](cfg, build_test_model(cfg))
+    return _PROTOCOLS[cfg.TEST.PROTOCOL](cfg, build_test_model(cfg)[0])

@@ -37,7 +37,7 @@ def extract_job(cfg: CfgNode, out: str = "", videos: Sequence[str] = ()) -> None
         source = dataset_source(cfg, len(dataset))
     identity = run_identity(cfg, source)
     store_dir = store_dir_for(cfg, out)
-    backbone = du.unwrap(build_test_model(cfg)).backbone
+    backbone = du.unwrap(build_test_model(cfg)[0]).backbone
     written = extract_store(backbone, dataset, cfg, store_dir, identity)
     if du.is_master_proc():
         store = FeatureStore(store_dir)
