@@ -83,6 +83,8 @@ def test_pretrain_then_egomcq_then_zero_shot(egotoy_egoclip_root, egotoy_root, t
     zero.TEST.CHECKPOINT_FILE_PATH = os.path.join(cfg.OUTPUT_DIR, "checkpoints", "checkpoint_epoch_00001.pyth")
     summary = run_test(zero)
     assert summary["shot"] == 0 and summary["episodes"] == 4 and 0 <= summary["acc"] <= 100
+    zero.FEW_SHOT.USE_FEATURE_CACHE, zero.OUTPUT_DIR = False, str(tmp_path / "zero_shot_uncached")
+    assert run_test(zero)["acc"] == summary["acc"]
 
     fewshot = fewshot_from_pretrain(zero, str(tmp_path / "fewshot"))
     model = build_model(fewshot)
