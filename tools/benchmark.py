@@ -5,6 +5,8 @@
     python tools/benchmark.py train   --cfg A.yaml [--batch-size B] [--steps 3] [--amp auto|yes|no]
                                       [--compare MODEL_NAME] [--compare-pyslowfast PATH] [--compile]
                                       [--data-batches 3] [KEY VALUE ...]
+    python tools/benchmark.py store   --cfg A.yaml [--episodes 10000] [--uncached-episodes 20] [--repeats 3]
+                                      [--way 5] [--shot 1] [KEY VALUE ...]
 
 e.g. `--cfg configs/EgoToy/SLOWFAST_DEMO.yaml`; every --cfg file is merged in order, then KEY VALUE.
 
@@ -16,6 +18,8 @@ train    seconds per training step (the trainer's own step) on random inputs, in
          layout and channels-last 3D, in fp32 and bf16 autocast, and the training loader's data time
          against it; --compare times another model too, --compare-pyslowfast PySlowFast's SlowFast
          (same weights and input), --compile MODEL.COMPILE.
+store    clips/s of the feature store's extraction against the forward it saves, and N 5-way 1-shot
+         ProtoNet episodes from the store against one backbone pass and against no cache (extrapolated).
 
 Each benchmark is a module of ego_fsar/benchmark/, whose docstring tells what it measures.
 """
@@ -25,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from fvcore.common.config import CfgNode
 
-from ego_fsar.benchmark import data, fewshot, train
+from ego_fsar.benchmark import data, fewshot, store, train
 from ego_fsar.utils.parser import load_config, parse_args
 
 # subcommand -> (its options, the benchmark returning the printed text)
@@ -34,6 +38,7 @@ COMMANDS: Dict[str, Tuple[Callable[[argparse.ArgumentParser], None],
     "fewshot": (fewshot.add_arguments, fewshot.bench_fewshot),
     "data": (data.add_arguments, data.bench_data),
     "train": (train.add_arguments, train.bench_train),
+    "store": (store.add_arguments, store.bench_store),
 }
 
 

@@ -224,6 +224,7 @@ def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode,
         else:
             features, rows = store.features()
         unreadable.update(set(needed) - set(rows))
+        features = _reduced(head, features, len(rows))
     if cached and getattr(head, "EPISODE_BATCH", False) and cfg.FEW_SHOT.EPISODE_BATCH > 1:
         readable = [ep for ep in episodes if unreadable.isdisjoint((*ep.support, *ep.query))]
         scores = dict(zip((ep.index for ep in readable),
@@ -241,6 +242,17 @@ def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode,
         accs.append(None if parts is None else
                     episode_accuracy(head, *parts, episode, episode_class_names(dataset, episode), device))
     return accs
+
+
+def _reduced(head, views, num_rows: int, chunk: int = 1024):
+    """Per view, the cached (or stored) features of rows 0..num_rows-1 reduced once by the head's
+    `reduce_clips` (what it reads of a clip, e.g. ProtoNet's frame mean), `chunk` rows at a time (a
+    store is read in pieces); the views unchanged for a head without it."""
+    reduce = getattr(head, "reduce_clips", None)
+    if reduce is None or views is None or num_rows == 0:
+        return views
+    return [BackboneOutput.cat([reduce(view.index(torch.arange(start, min(start + chunk, num_rows))))
+                                for start in range(0, num_rows, chunk)]) for view in views]
 
 
 def _batched_accuracies(head, features, rows: Dict[int, int], episodes: List[Episode], size: int,

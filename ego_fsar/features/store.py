@@ -119,13 +119,16 @@ class StoredView:
         self.shard_of_row, self.local_row = shard_of_row, local_row
 
     def _field(self, stem: str, rows: np.ndarray) -> torch.Tensor:
+        """Field `stem` of `rows` [R]: each distinct row read once from its shard, in file order, then
+        repeated where `rows` repeats it."""
         sample = next(s[stem] for s in self.shards if stem in s)
-        out = np.empty((len(rows),) + sample.shape[1:], dtype=sample.dtype)
-        shards = self.shard_of_row[rows]
+        unique, inverse = np.unique(rows, return_inverse=True)
+        out = np.empty((len(unique),) + sample.shape[1:], dtype=sample.dtype)
+        shards = self.shard_of_row[unique]
         for shard in np.unique(shards):
             chosen = shards == shard
-            out[chosen] = self.shards[shard][stem][self.local_row[rows[chosen]]]
-        return torch.from_numpy(out)
+            out[chosen] = self.shards[shard][stem][self.local_row[unique[chosen]]]
+        return torch.from_numpy(out)[torch.from_numpy(inverse.reshape(-1))]
 
     def index(self, rows) -> BackboneOutput:
         """Rows `rows` (tensor or nested sequence of store rows, shape R) of every field, as CPU tensors

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..build import HEAD_REGISTRY
-from ..outputs import as_backbone_output
+from ..outputs import BackboneOutput, as_backbone_output
 from .fewshot_utils import mean_cosine_to_classes, neg_sq_euclidean_to_prototypes
 
 _METRICS = {
@@ -26,7 +26,7 @@ class ProtoNet(nn.Module):
     Parameter-free: the cosine scale is learnable but positive, so it never changes a prediction
     (the arg-max); the head tests the same on any backbone without meta-training.
     Episode batches: inputs with a leading episode dimension E (frames [E, N, T, D], labels [E, N*K])
-    give logits [E, N*Q, n_way].
+    give logits [E, N*Q, n_way]. `reduce_clips` gives what it reads of each clip, once for a cache.
     """
 
     PARAMETER_FREE = True
@@ -40,6 +40,12 @@ class ProtoNet(nn.Module):
         self.metric = _METRICS[cfg.HEAD.METRIC]
         self.logit_scale = (nn.Parameter(torch.tensor(float(cfg.HEAD.INIT_SCALE)))
                             if cfg.HEAD.METRIC == "cosine" else None)
+
+    @staticmethod
+    def reduce_clips(clips: BackboneOutput) -> BackboneOutput:
+        """The part of clip features [N, ...] that `forward` reads: `frames` averaged over time [N, 1, D]
+        (the same logits; a feature cache stores this instead of every frame)."""
+        return BackboneOutput(clips.pooled, clips.frames.mean(-2, keepdim=True))
 
     def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
                 class_text: Optional[List[str]] = None,

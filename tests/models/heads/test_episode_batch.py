@@ -33,3 +33,15 @@ def test_support_labels_are_checked_per_episode():
         check_support_labels(torch.tensor([0, 2]), 2)
     with pytest.raises(ValueError, match="integer tensor"):
         check_support_labels(torch.tensor([0.0, 1.0]), 2)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_reduced_clips_give_the_same_logits(episode, metric):
+    cfg = get_cfg()
+    cfg.HEAD.NAME, cfg.HEAD.METRIC = "ProtoNet", metric
+    head = build_head(cfg, in_dim=8)
+    support, labels, query, _ = episode(3, 2, 2, 4, 8)
+    full = head(_output(support), labels, _output(query), 3)["logits"]
+    reduced = head(head.reduce_clips(_output(support)), labels, head.reduce_clips(_output(query)), 3)["logits"]
+    assert head.reduce_clips(_output(support)).frames.shape == (6, 1, 8)
+    assert torch.equal(reduced, full)
