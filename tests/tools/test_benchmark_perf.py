@@ -93,13 +93,15 @@ def test_interleaved_medians_alternate_the_variants():
 
 
 def test_a_finite_step_reads_the_weights_once(monkeypatch):
-    """The step checked gradients and weights (two passes over the model) on every step; now one."""
-    calls = []
-    norm = nn.utils.get_total_norm
-    monkeypatch.setattr(step.nn.utils, "get_total_norm", lambda *a, **k: calls.append(1) or norm(*a, **k))
+    """The step checked gradients and weights (two max-abs norm passes over the model) on every step; now
+    one finiteness check of the weights, by sums (the norm only when a sum is not finite)."""
+    checks, norms = [], []
+    check, norm = step._all_finite, nn.utils.get_total_norm
+    monkeypatch.setattr(step, "_all_finite", lambda tensors: checks.append(len(tensors)) or check(tensors))
+    monkeypatch.setattr(step.nn.utils, "get_total_norm", lambda *a, **k: norms.append(1) or norm(*a, **k))
     model, optimizer, batch = _tiny()
     _step(model, optimizer, batch)
-    assert len(calls) == 1
+    assert checks == [len(list(model.parameters()))] and not norms
 
 
 @pytest.mark.parametrize("clip_val", [None, 1.0])
