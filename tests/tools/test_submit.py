@@ -3,6 +3,7 @@ executor, a tiny training that is requeued on preemption and resumes from its la
 import os
 import re
 import signal
+import subprocess
 import time
 from types import SimpleNamespace
 
@@ -70,6 +71,22 @@ def _epoch_starts(out_dir: str):
         return [int(n) for n in re.findall(r"Start epoch: (\d+)", f.read())]
 
 
+def _end(job) -> None:
+    """Cancel the endless local job (SIGINT to submitit's controller); if the controller has not exited
+    within 30 s (a cancel that lands while it requeues can go unanswered), kill it and its task."""
+    job.cancel()
+    try:
+        job._process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        controller = psutil.Process(job._process.pid)
+        for process in [*controller.children(recursive=True), controller]:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        job._process.wait(timeout=JOB_TIMEOUT_S)
+
+
 def test_local_job_is_requeued_on_preemption_and_resumes(cfg, tmp_path):
     """A local job (one CPU process) gets SLURM's preemption signal (USR2, as submitit's SLURM jobs do) once
     it has written a checkpoint: submitit calls RunNetTask.checkpoint, requeues the job, and the new run
@@ -83,8 +100,7 @@ def test_local_job_is_requeued_on_preemption_and_resumes(cfg, tmp_path):
         task.send_signal(signal.SIGUSR2)
         _wait_for(lambda: len(_epoch_starts(cfg.OUTPUT_DIR)) == 2, job, "a resumed run")
     finally:
-        job.cancel()
-        job._process.wait(timeout=JOB_TIMEOUT_S)
+        _end(job)
     first, resumed = _epoch_starts(cfg.OUTPUT_DIR)
     assert first == 1 and resumed > 1
     assert os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "checkpoints", f"checkpoint_epoch_{resumed - 1:05d}.pyth"))
