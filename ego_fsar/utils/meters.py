@@ -393,6 +393,24 @@ class TestMeter:
             return results[metrics.SINGLE_TASK]
         return {task: r[0] for task, r in results.items()}, {task: r[1] for task, r in results.items()}
 
+    def per_class_results(self) -> Dict:
+        """Per class id, over the videos that got at least one clip: {"videos", "top1"} (% of the class's
+        videos whose top-scoring class is right; EPIC's per-class and mean class accuracy), or for
+        multi-label {"videos" (with the class), "ap"} (%); classes without a video are left out. Keyed by
+        task first for dict labels (`{"verb": {...}, "noun": {...}}`), as `video_results`."""
+        results = {}
+        for task, e in self.tasks.items():
+            seen = e.clip_count > 0
+            scores, labels = e.scores()[seen], e.video_labels[seen]
+            if self.multi_label:
+                results[task] = {int(c): {"videos": int(labels[:, c].sum()), "ap": 100.0 * metrics.average_precision(
+                    scores[:, c].numpy(), labels[:, c].numpy())} for c in range(labels.shape[1]) if labels[:, c].any()}
+            else:
+                hits = scores.argmax(1) == labels
+                results[task] = {int(c): {"videos": int((labels == c).sum()), "top1": 100.0 * hits[labels == c].float().mean().item()}
+                                 for c in labels.unique().tolist()}
+        return results[metrics.SINGLE_TASK] if list(results) == [metrics.SINGLE_TASK] else results
+
     def finalize_metrics(self, ks: Sequence[int] = (1, 5)) -> Dict:
         """Log (`_type` "test_final") and return top-k accuracies in percent, or `map` per task, over
         the videos that got at least one clip, with `videos_evaluated`, `videos_skipped`, `clips_skipped`."""

@@ -115,6 +115,11 @@ def task_topk_errors(outputs: Outputs, labels: Labels, ks: Sequence[int]) -> Dic
     return {name[: -len("acc")] + "err": 100.0 - acc for name, acc in task_topk_accuracies(outputs, labels, ks).items()}
 
 
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """sklearn's average precision of one class: scores [N], binary labels [N] (at least one positive)."""
+    return float(average_precision_score(labels, scores))
+
+
 def mean_average_precision(preds: np.ndarray, labels: np.ndarray) -> float:
     """Mean over classes of sklearn's average precision (PySlowFast's `get_map`).
 

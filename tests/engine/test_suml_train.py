@@ -78,3 +78,7 @@ def test_verb_noun_heads_give_epic_metrics_and_saved_results(cfg, exo_root, tmp_
     with open(os.path.join(tmp_path, "results.pkl"), "rb") as f:
         scores, labels = pickle.load(f)
     assert set(scores) == {"verb", "noun"} and scores["verb"].shape == (stats["videos_evaluated"], 10)
+    with open(os.path.join(tmp_path, "results_per_class.json")) as f:
+        per_class = json.load(f)
+    assert set(per_class) == {"verb", "noun"}
+    assert sum(c["videos"] for c in per_class["verb"].values()) == stats["videos_evaluated"]

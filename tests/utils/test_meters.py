@@ -139,12 +139,16 @@ def test_test_meter_epic_verb_noun_action(num_cls, logged):
     stats = meter.finalize_metrics(ks=(1, 2))
     assert stats["verb_top1_acc"] == pytest.approx(200 / 3) and stats["noun_top1_acc"] == pytest.approx(200 / 3)
     assert stats["action_top1_acc"] == pytest.approx(100 / 3) and stats["action_top2_acc"] == 100.0
+    # Per class: verb 0 (videos 0, 1) both right, verb 1 (video 2) wrong; noun 1 (videos 0, 1) one right.
+    assert meter.per_class_results() == {"verb": {0: {"videos": 2, "top1": 100.0}, 1: {"videos": 1, "top1": 0.0}},
+                                         "noun": {1: {"videos": 2, "top1": 50.0}, 2: {"videos": 1, "top1": 100.0}}}
 
 
 def test_test_meter_multi_label_map(logged):
     meter = meters.TestMeter(num_videos=2, num_clips=1, num_cls=2, ensemble_method="max", multi_label=True)
     meter.update_stats(torch.tensor([[0.9, 0.2], [0.3, 0.7]]), torch.tensor([[1, 0], [0, 1]]), torch.tensor([0, 1]))
     assert meter.finalize_metrics()["map"] == pytest.approx(100.0)
+    assert meter.per_class_results() == {0: {"videos": 1, "ap": 100.0}, 1: {"videos": 1, "ap": 100.0}}
 
 
 @pytest.mark.parametrize("method,top1", [("sum", 50.0), ("max", 0.0)])
