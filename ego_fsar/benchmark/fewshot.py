@@ -13,10 +13,8 @@ from fvcore.common.config import CfgNode
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import episodes_for_cfg
 from ego_fsar.engine import fewshot_test
-from ego_fsar.engine.common import channels_last_3d
-from ego_fsar.engine.fewshot_test import fewshot_parts, pool_labels, run_episodes
-from ego_fsar.models import build_model
-from ego_fsar.utils.checkpoint import load_test_checkpoint
+from ego_fsar.engine.fewshot_test import pool_labels, run_episodes
+from ego_fsar.engine.tester import build_fewshot_parts
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.parser import positive_int
 
@@ -35,14 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _test_model(cfg: CfgNode):
     """(backbone, few-shot head, checkpoint path or None) as the episodic test builds them; a head that
     no checkpoint trained is timed too (with the test's warning): speed does not depend on weights."""
-    model = build_model(cfg)
-    if cfg.TRAIN.CHANNELS_LAST:
-        model = channels_last_3d(model)
-    checkpoint = load_test_checkpoint(cfg, model)
     untrained_ok = cfg.clone()
     untrained_ok.TEST.ALLOW_UNTRAINED_HEAD = True
-    backbone, head = fewshot_parts(model, untrained_ok)
-    return backbone, head, checkpoint
+    return build_fewshot_parts(untrained_ok)
 
 
 def bench_fewshot(cfg: CfgNode, options: argparse.Namespace) -> str:
