@@ -52,27 +52,14 @@ def _batch_scores(model: torch.nn.Module, batch: Dict, views: int, cfg: CfgNode,
     return scores, labels, batch["index"] * views
 
 
-def _write_atomic(path: str, write: Callable, mode: str) -> None:
-    """`write(file)` into a temporary file renamed over `path` (removed if writing fails)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _save_results(cfg: CfgNode, meter: TestMeter) -> None:
     """Pickle [scores, labels] per video (see TestMeter.video_results) to OUTPUT_DIR/TEST.SAVE_RESULTS_PATH,
     and the per-class results (TestMeter.per_class_results: top-1 or AP per class id and task) as json
     beside it (`<name>_per_class.json`), each through a temporary file renamed over it."""
     path = os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH)
-    _write_atomic(path, lambda f: pickle.dump(list(meter.video_results()), f), "wb")
+    cu.atomic_write(path, lambda f: pickle.dump(list(meter.video_results()), f))
     per_class = f"{os.path.splitext(path)[0]}_per_class.json"
-    _write_atomic(per_class, lambda f: json.dump(meter.per_class_results(), f, indent=1), "w")
+    cu.atomic_write(per_class, lambda f: json.dump(meter.per_class_results(), f, indent=1), "w")
     logger.info("Saved the per-video test scores and labels to %s, the per-class results to %s", path, per_class)
 
 

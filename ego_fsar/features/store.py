@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ego_fsar.models import BackboneOutput
+from ego_fsar.utils.checkpoint_io import atomic_write
 
 from .identity import StoreMismatchError, check_identity
 
@@ -67,10 +68,9 @@ def _arrays(views: Sequence[BackboneOutput]) -> Dict[str, np.ndarray]:
     return arrays
 
 
-def _write_json(path: str, obj) -> None:
-    """`obj` as json (numpy scalars as numbers, anything else unknown as its text)."""
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+def _dump_json(f, obj) -> None:
+    """`obj` as json into the open file `f` (numpy scalars as numbers, anything else unknown as its text)."""
+    json.dump(obj, f, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
 
 
 def write_shard(store_dir: str, shard: int, views: Optional[Sequence[BackboneOutput]], rows: List[Dict],
@@ -81,7 +81,8 @@ def write_shard(store_dir: str, shard: int, views: Optional[Sequence[BackboneOut
     try:
         for stem, array in (_arrays(views) if views is not None else {}).items():
             np.save(os.path.join(tmp, f"{stem}.npy"), array)
-        _write_json(os.path.join(tmp, INDEX_JSON), {"rows": rows, "failed": failed})
+        with open(os.path.join(tmp, INDEX_JSON), "w") as f:
+            _dump_json(f, {"rows": rows, "failed": failed})
         os.rename(tmp, os.path.join(store_dir, shard_name(shard)))
     finally:
         if os.path.isdir(tmp):
@@ -94,8 +95,7 @@ def open_for_writing(store_dir: str, header: Dict) -> None:
     os.makedirs(store_dir, exist_ok=True)
     path = os.path.join(store_dir, STORE_JSON)
     if not os.path.isfile(path):
-        _write_json(path + ".tmp", header)
-        os.replace(path + ".tmp", path)
+        atomic_write(path, lambda f: _dump_json(f, header), "w")
     else:
         with open(path) as f:
             stored = json.load(f)

@@ -23,6 +23,7 @@ from .checkpoint_io import (  # noqa: F401 (re-exported: the checkpoint API user
     BEST_CHECKPOINT,
     CheckpointError,
     atomic_torch_save,
+    atomic_write,
     first_names,
     get_best_checkpoint_path,
     get_checkpoint_dir,

@@ -16,7 +16,7 @@ import os
 import pickle
 import random
 import re
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -187,16 +187,23 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     return removed
 
 
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """`torch.save` to a temporary file in the same folder, then rename over `path`."""
+def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """`write(file)` into a temporary file `<path>.tmp.<pid>` of the same folder (opened with `mode`),
+    then rename it over `path`; the temporary file is removed if writing fails."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        torch.save(obj, tmp)
+        with open(tmp, mode) as f:
+            write(f)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """`torch.save` to a temporary file in the same folder, then rename over `path`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path_to_job: str, model: torch.nn.Module, optimizer, epoch: int, cfg: CfgNode,

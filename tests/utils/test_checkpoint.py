@@ -61,7 +61,7 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     cu.atomic_torch_save({"a": 1}, path)
 
     def boom(obj, f):
-        open(f, "wb").write(b"partial")
+        f.write(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)
