@@ -21,6 +21,7 @@ from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset, default_collate
 
 from ego_fsar.utils import distributed as du
+from ego_fsar.utils.atomic_file import atomic_write
 
 from .utils import load_with_retries
 
@@ -101,11 +102,7 @@ def save_episodes(path: str, episodes: Sequence[Episode], sampler: EpisodeSample
               "query": sampler.query, "seed": sampler.seed,
               "episodes": [{"index": e.index, "class_ids": e.class_ids, "support": e.support, "query": e.query}
                            for e in episodes]}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: json.dump(record, f), "w")
 
 
 def load_episodes(path: str, labels: Sequence[int], way: int, shot: int, query: int) -> List[Episode]:

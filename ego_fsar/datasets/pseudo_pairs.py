@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ego_fsar.utils.atomic_file import atomic_write
 from ego_fsar.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -110,11 +111,7 @@ def cached_buckets(path: str, ego_pairs: Sequence[Tuple[int, int]], exo_tags: Se
         except (OSError, ValueError) as e:
             logger.warning("Pseudo-pair cache %s is unreadable (%r): rebuilding it", path, e)
     buckets = build_buckets(ego_pairs, exo_tags, per_bucket, seed)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"key": key, "buckets": buckets}, f)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: json.dump({"key": key, "buckets": buckets}, f), "w")
     counts = {name: sum(bool(b[name]) for b in buckets) for name in BUCKETS}
     empty = sum(not any(b.values()) for b in buckets)
     logger.info("Pseudo-pairs of %d ego segments written to %s: segments with a clip per bucket %s; "

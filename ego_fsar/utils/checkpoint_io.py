@@ -16,13 +16,14 @@ import os
 import pickle
 import random
 import re
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
 from . import distributed as du
+from .atomic_file import atomic_write
 from .logging import get_logger
 
 logger = get_logger(__name__)
@@ -185,20 +186,6 @@ def remove_stale_temp_files(folder: str) -> List[str]:
         logger.warning("Removed %d temporary files of interrupted checkpoint saves: %s", len(removed),
                        first_names(removed))
     return removed
-
-
-def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """`write(file)` into a temporary file `<path>.tmp.<pid>` of the same folder (opened with `mode`),
-    then rename it over `path`; the temporary file is removed if writing fails."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:

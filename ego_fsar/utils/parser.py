@@ -10,6 +10,7 @@ import os
 from typing import List, Optional
 
 from ego_fsar.config import CfgNode, assert_and_infer_cfg, get_cfg
+from ego_fsar.utils.atomic_file import atomic_write
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -66,10 +67,6 @@ def load_config(args: argparse.Namespace, path_to_config: Optional[str] = None) 
 
 def save_config(cfg: CfgNode) -> str:
     """Write the resolved config to OUTPUT_DIR/config.yaml (atomically) and return the path."""
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(cfg.dump())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(cfg.dump()), "w")
     return path
