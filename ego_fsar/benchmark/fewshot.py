@@ -2,12 +2,13 @@
 `run_episodes`, with the feature cache (one backbone pass per clip, then every episode; the extraction is
 counted in and also shown on its own) and without it (the backbone runs on every episode's clips). With
 TEST.NUM_MASKED_VIEWS V > 0 (MM-CDFSL's masked inference) also masked against unmasked inference: seconds
-and peak accelerator memory per episode without the cache, and the accuracy of both on the same episodes."""
+and peak memory per episode without the cache (each mode in a process of its own: accelerator memory on
+CUDA, resident memory on the CPU), and the accuracy of both on the same episodes."""
 import argparse
-from typing import List
+import multiprocessing as mp
+from typing import List, Tuple
 
 import numpy as np
-import torch
 from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets import build_dataset
@@ -80,28 +81,44 @@ def bench_fewshot(cfg: CfgNode, options: argparse.Namespace) -> str:
     lines = header + [format_table(rows, columns), "",
                       f"speed-up with the cache: {speedup:.1f}x episodes/s (extraction included)"]
     if cfg.TEST.NUM_MASKED_VIEWS > 0:
-        lines += ["", _masked_comparison(cfg, backbone, head, dataset, episodes, few, device)]
+        lines += ["", _masked_comparison(cfg, backbone, head, dataset, episodes, few)]
     return "\n".join(lines)
 
 
-def _masked_comparison(cfg: CfgNode, backbone, head, dataset, episodes, few, device: torch.device) -> str:
+def _uncached_cost(cfg: CfgNode, few, views: int) -> Tuple[float, Tuple[str, str]]:
+    """Seconds and peak memory (`peak_memory`'s pair) of the episodes `few` run without the feature cache
+    and with `views` masked query views (0: unmasked), on the test's model and dataset built here."""
+    seed_everything(cfg.RNG_SEED)
+    device = device_for(cfg)
+    dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT)
+    backbone, head, _ = _test_model(cfg)
+    run_cfg = cfg.clone()
+    run_cfg.TEST.NUM_MASKED_VIEWS, run_cfg.FEW_SHOT.USE_FEATURE_CACHE = views, False
+    peak = peak_memory(device)
+    seconds, _ = timed(run_episodes, backbone, head, dataset, few, run_cfg, device=device)
+    return seconds, peak()
+
+
+def _masked_comparison(cfg: CfgNode, backbone, head, dataset, episodes, few) -> str:
     """Masked (TEST.NUM_MASKED_VIEWS query views of MASK.RATIO) vs unmasked inference: per-episode seconds
-    and peak memory without the feature cache on `few`, accuracy with it on every episode of `episodes`."""
+    and peak memory without the feature cache on `few`, each mode in a fresh process (so that neither
+    inherits the other's allocations), and accuracy with the cache on every episode of `episodes`."""
     rows = []
     for views in (cfg.TEST.NUM_MASKED_VIEWS, 0):
+        with mp.get_context("spawn").Pool(1) as pool:
+            seconds, (peak, above_start) = pool.apply(_uncached_cost, (cfg, few, views))
         run_cfg = cfg.clone()
-        run_cfg.TEST.NUM_MASKED_VIEWS, run_cfg.FEW_SHOT.USE_FEATURE_CACHE = views, False
-        peak = peak_memory(device)
-        seconds, _ = timed(run_episodes, backbone, head, dataset, few, run_cfg, device=device)
-        memory = peak()
-        run_cfg.FEW_SHOT.USE_FEATURE_CACHE = True
+        run_cfg.TEST.NUM_MASKED_VIEWS, run_cfg.FEW_SHOT.USE_FEATURE_CACHE = views, True
         accs = np.asarray([a for a in run_episodes(backbone, head, dataset, episodes, run_cfg) if a is not None]) * 100
         mode = f"masked {cfg.MASK.RATIO:g}, {views} query views" if views else "unmasked"
-        rows.append({"inference": mode, "s/episode": f"{seconds / len(few):.3f}", "peak MiB": memory,
+        rows.append({"inference": mode, "s/episode": f"{seconds / len(few):.3f}", "peak MiB": peak,
+                     "peak above start MiB": above_start,
                      "acc %": f"{accs.mean():.2f} ± {1.96 * accs.std() / np.sqrt(len(accs)):.2f}",
                      "episodes (acc)": str(len(accs)), "_s": seconds})
     speedup = rows[1].pop("_s") / rows[0].pop("_s")
-    title = (f"masked vs unmasked inference (time and memory: the first {len(few)} episodes without the cache; "
-             f"accuracy: the same {len(episodes)} episodes for both)")
-    table = format_table(rows, ("inference", "s/episode", "peak MiB", "acc %", "episodes (acc)"))
+    memory = "accelerator memory" if device_for(cfg).type == "cuda" else "resident memory of the process"
+    title = (f"masked vs unmasked inference (time and peak {memory}: the first {len(few)} episodes without the "
+             f"cache, each mode in its own process; accuracy: the same {len(episodes)} episodes for both)")
+    table = format_table(rows, ("inference", "s/episode", "peak MiB", "peak above start MiB", "acc %",
+                                "episodes (acc)"))
     return "\n".join([title, table, "", f"unmasked / masked seconds per episode: {speedup:.2f}x"])

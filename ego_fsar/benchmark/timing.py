@@ -1,5 +1,5 @@
 """Timing on a device: timed calls with pending device work finished on both sides, the timing of one
-stage of an engine function, rates and peak accelerator memory."""
+stage of an engine function, rates and peak memory (accelerator or resident)."""
 import contextlib
 import time
 from typing import Callable, Iterator, List, Tuple
@@ -47,11 +47,35 @@ def time_calls(module, name: str, seconds: List[float]) -> Iterator[None]:
         setattr(module, name, original)
 
 
-def peak_memory(device: torch.device) -> Callable[[], str]:
-    """Reset the device's peak-memory counter; the returned call gives the peak since then (MiB), or
-    "n/a" on the CPU (PyTorch tracks no CPU peak)."""
-    if device.type != "cuda":
-        return lambda: "n/a (CPU)"
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    return lambda: f"{torch.cuda.max_memory_allocated(device) / 2 ** 20:.0f}"
+def _proc_status_mib(field: str) -> float:
+    """A memory field of /proc/self/status ("VmRSS", "VmHWM"; Linux, reported in kB) in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(f"/proc/self/status has no {field} line")
+
+
+def peak_memory(device: torch.device) -> Callable[[], Tuple[str, str]]:
+    """Reset the peak-memory counter; the returned call gives (peak since then, peak above the memory in
+    use at the reset), in MiB as text. CUDA: the device's allocator. CPU: this process's resident memory
+    (Linux: VmHWM, reset through /proc/self/clear_refs; "n/a" elsewhere); memory freed earlier but kept by
+    the C allocator counts as resident, so measure a run in a process of its own."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device) / 2 ** 20
+
+        def read() -> float:
+            return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    else:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            start = _proc_status_mib("VmRSS")
+        except OSError:
+            return lambda: ("n/a", "n/a")
+
+        def read() -> float:
+            return _proc_status_mib("VmHWM")
+    return lambda: (f"{read():.0f}", f"{read() - start:.0f}")

