@@ -25,7 +25,10 @@ def egovlp_cfg(root: str, output_dir: str):
     cfg.DATA.PATH_TO_DATA_DIR = os.path.join(root, "annotations")
     cfg.EGOVLP.CHUNK_SEC = TINY_EGOCLIP["chunk_sec"]
     cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [32, 32], 32, 32
-    cfg.VIT.EMBED_DIM, cfg.VIT.DEPTH, cfg.VIT.NUM_HEADS = 16, 1, 2
+    # EgoVLP's default tower, the video ViT, tiny (the EgoToy config's tower is the demo's SlowFast).
+    cfg.MODEL.BACKBONE, cfg.MODEL.ARCH, cfg.DATA.INPUT_CHANNEL_NUM = "VideoViT", "vit", [3]
+    cfg.VIT.EMBED_DIM, cfg.VIT.DEPTH, cfg.VIT.NUM_HEADS, cfg.VIT.PATCH_SIZE = 16, 1, 2, 16
+    cfg.VIT.TUBELET_SIZE, cfg.VIT.LEARNABLE_POS_EMBED = 2, True
     cfg.TRAIN.BATCH_SIZE, cfg.TEST.BATCH_SIZE, cfg.SOLVER.MAX_EPOCH = 8, 8, 1
     cfg.DATA_LOADER.NUM_WORKERS, cfg.LOG_MODEL_INFO = 0, False
     cfg.OUTPUT_DIR = output_dir

@@ -99,6 +99,19 @@ def test_pretrain_then_egomcq_then_zero_shot(egotoy_egoclip_root, egotoy_root, t
     assert summary["shot"] == 1 and summary["episodes"] == 4
 
 
+def test_egotoy_fewshot_preset_uses_the_pretrained_tower():
+    presets = {}
+    for name in ("EGOTOY_PRETRAIN", "EGOTOY_ZERO_SHOT", "EGOTOY_FEWSHOT"):
+        presets[name] = get_cfg()
+        presets[name].merge_from_file(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "EgoVLP",
+                                                   f"{name}.yaml"))
+    pretrain = presets["EGOTOY_PRETRAIN"]
+    assert presets["EGOTOY_FEWSHOT"].MODEL.BACKBONE == pretrain.MODEL.BACKBONE
+    for name in ("EGOTOY_ZERO_SHOT", "EGOTOY_FEWSHOT"):
+        assert presets[name].TEST.CHECKPOINT_FILE_PATH == os.path.join(
+            pretrain.OUTPUT_DIR, "checkpoints", f"checkpoint_epoch_{pretrain.SOLVER.MAX_EPOCH:05d}.pyth")
+
+
 def fewshot_from_pretrain(zero_shot, output_dir: str):
     """configs/EgoVLP/EGOTOY_FEWSHOT.yaml's change of the zero-shot test: a FewShot ProtoNet model whose
     backbone is the pre-trained video tower."""
@@ -106,6 +119,7 @@ def fewshot_from_pretrain(zero_shot, output_dir: str):
     preset = get_cfg()
     preset.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "EgoVLP",
                                         "EGOTOY_FEWSHOT.yaml"))
-    cfg.MODEL.MODEL_NAME, cfg.MODEL.BACKBONE, cfg.HEAD.NAME = preset.MODEL.MODEL_NAME, preset.MODEL.BACKBONE, preset.HEAD.NAME
+    cfg.MODEL.MODEL_NAME, cfg.HEAD.NAME = preset.MODEL.MODEL_NAME, preset.HEAD.NAME
+    cfg.MODEL.BACKBONE = "VideoViT"  # the tower egovlp_cfg trains (the preset's is EGOTOY_PRETRAIN.yaml's)
     cfg.FEW_SHOT.SHOT, cfg.OUTPUT_DIR = 1, output_dir
     return cfg
