@@ -31,21 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="episodes (the first ones) run without the cache")
 
 
-def _test_model(cfg: CfgNode):
-    """(backbone, few-shot head, checkpoint path or None) as the episodic test builds them; a head that
-    no checkpoint trained is timed too (with the test's warning): speed does not depend on weights."""
+def _test_parts(cfg: CfgNode):
+    """(dataset, backbone, few-shot head, checkpoint path or None) as the episodic test builds them, after
+    seeding with RNG_SEED (the same random weights in every process); a head that no checkpoint trained is
+    timed too (with the test's warning): speed does not depend on weights."""
+    seed_everything(cfg.RNG_SEED)
+    dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT)
     untrained_ok = cfg.clone()
     untrained_ok.TEST.ALLOW_UNTRAINED_HEAD = True
-    return build_fewshot_parts(untrained_ok)
+    return (dataset, *build_fewshot_parts(untrained_ok))
 
 
 def bench_fewshot(cfg: CfgNode, options: argparse.Namespace) -> str:
     """The report of the episodic test's speed with and without the feature cache."""
-    seed_everything(cfg.RNG_SEED)
     device = device_for(cfg)
-    dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT)
+    dataset, backbone, head, checkpoint = _test_parts(cfg)
     episodes = episodes_for_cfg(cfg, pool_labels(cfg, dataset.labels, "test"), options.episodes)
-    backbone, head, checkpoint = _test_model(cfg)
     cached_cfg, uncached_cfg = cfg.clone(), cfg.clone()
     cached_cfg.FEW_SHOT.USE_FEATURE_CACHE, uncached_cfg.FEW_SHOT.USE_FEATURE_CACHE = True, False
 
@@ -88,10 +89,8 @@ def bench_fewshot(cfg: CfgNode, options: argparse.Namespace) -> str:
 def _uncached_cost(cfg: CfgNode, few, views: int) -> Tuple[float, Tuple[str, str]]:
     """Seconds and peak memory (`peak_memory`'s pair) of the episodes `few` run without the feature cache
     and with `views` masked query views (0: unmasked), on the test's model and dataset built here."""
-    seed_everything(cfg.RNG_SEED)
     device = device_for(cfg)
-    dataset = build_dataset(cfg.TEST.DATASET, cfg, cfg.TEST.SPLIT)
-    backbone, head, _ = _test_model(cfg)
+    dataset, backbone, head, _ = _test_parts(cfg)
     run_cfg = cfg.clone()
     run_cfg.TEST.NUM_MASKED_VIEWS, run_cfg.FEW_SHOT.USE_FEATURE_CACHE = views, False
     peak = peak_memory(device)
