@@ -14,9 +14,10 @@ state dict out of its container; it neither reads files nor touches models. Form
   names, to be inflated to 3D. Detected from `layer1.0.conv1.weight`.
 - "egovlp": the EgoVLP authors' checkpoint (`module.video_model.*`, `module.vid_proj.0.*`,
   `module.txt_proj.1.*`, `module.text_model.*`) renamed to VideoText's names (flat backbone,
-  `head.vid_proj.*`, `head.txt_proj.*`, `head.text.model.0.auto_model.*`). Where the architectures
-  differ (TimeSformer's divided attention and 2D patch embedding, DistilBERT for MiniLM) the keys and
-  shapes do not agree and are reported by the loader. Detected from `video_model.` keys.
+  `head.vid_proj.*`, `head.txt_proj.*`, `head.text.model.0.auto_model.*`). With MODEL.BACKBONE
+  SpaceTimeViT (the release's video tower) the video keys load 1:1 (`temporal_embed` fitted to the
+  model's frames); other towers, and the text tower (DistilBERT against MiniLM), do not agree in keys
+  or shapes and are reported by the loader. Detected from `video_model.` keys.
 
 Then the names are fitted to the model: a prefix the model adds (e.g. `backbone.`) is found and
 added, BN statistics go to sub-batch-norm layers, 2D conv kernels are inflated (repeated over time
@@ -276,8 +277,9 @@ def resize_pos_embed(value: torch.Tensor, shape: Sequence[int], grid: Optional[G
     """Interpolate a position table to `shape`, or return it unchanged when that is impossible.
 
     `[1 + S, D]` (CLIP: class row, square grid) keeps the class row and resizes the grid (to
-    `grid` if given, else the square of `shape`). `[1, N, D]` (video, no class token) needs the
-    model's token `grid` (T', H', W'); see `_video_source_grid` for the checkpoint's.
+    `grid` if given, else the square of `shape`); so does `[1, 1 + S, D]` (SpaceTimeViT, `grid`
+    (1, H', W')). `[1, N, D]` (video, no class token) needs the model's token `grid` (T', H', W');
+    see `_video_source_grid` for the checkpoint's.
     """
     if value.dim() == 2 and len(shape) == 2 and _is_square(value.shape[0] - 1):
         if grid is None and _is_square(shape[0] - 1):
@@ -285,12 +287,23 @@ def resize_pos_embed(value: torch.Tensor, shape: Sequence[int], grid: Optional[G
         if grid is not None:
             side = math.isqrt(value.shape[0] - 1)
             return torch.cat([value[:1], resize_grid_table(value[1:], (1, side, side), grid)])
+    if (value.dim() == 3 and len(shape) == 3 and grid is not None and grid[0] == 1 and value.shape[0] == 1
+            and shape[1] == 1 + grid[1] * grid[2] and _is_square(value.shape[1] - 1)):
+        return resize_pos_embed(value[0], shape[1:], grid).unsqueeze(0)
     if value.dim() == 3 and len(shape) == 3 and grid is not None:
         source = _video_source_grid(value.shape[1], grid)
         if source is not None:
             return resize_grid_table(value[0], source, grid).unsqueeze(0)
     logger.warning("pos_embed: cannot interpolate %s to %s (model grid %s)", tuple(value.shape), tuple(shape), grid)
     return value
+
+
+def resize_temporal_embed(value: torch.Tensor, frames: int) -> torch.Tensor:
+    """A temporal table [1, F0, D] (SpaceTimeViT) for `frames` rows: its first ones when F0 > frames,
+    else zero rows appended (Frozen-in-Time's and EgoVLP's default, `load_temporal_fix` "zeros")."""
+    if value.shape[1] >= frames:
+        return value[:, :frames]
+    return torch.cat([value, value.new_zeros(value.shape[0], frames - value.shape[1], value.shape[2])], dim=1)
 
 
 def _only_singletons_differ(a: Sequence[int], b: Sequence[int]) -> bool:
@@ -307,6 +320,8 @@ def _fit(key: str, value: torch.Tensor, target: torch.Tensor, inflate: bool, gri
             value = value.reshape(target.shape)
         elif key.rsplit(".", 1)[-1] == "pos_embed":
             value = resize_pos_embed(value, target.shape, grid)
+        elif key.rsplit(".", 1)[-1] == "temporal_embed" and value.dim() == target.dim() == 3:
+            value = resize_temporal_embed(value, target.shape[1])
     if value.is_floating_point() and target.is_floating_point():
         value = value.to(target.dtype)
     return value
