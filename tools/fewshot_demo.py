@@ -43,7 +43,7 @@ import torch
 from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets.video_folder import VideoFiles, VideoFolder, open_any, videos_from_arg
-from ego_fsar.engine.fewshot_test import extract_features
+from ego_fsar.engine.episode_runner import extract_features
 from ego_fsar.engine.tester import build_fewshot_parts
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, setup_logging

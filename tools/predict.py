@@ -47,7 +47,7 @@ from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils import distributed as du
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger
-from ego_fsar.utils.meters import VideoEnsemble
+from ego_fsar.utils.video_meter import VideoEnsemble
 from ego_fsar.utils.metrics import SINGLE_TASK
 from ego_fsar.utils.parser import load_config, parse_args, positive_int
 

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import episodes_for_cfg
-from ego_fsar.engine.fewshot_test import episode_accuracy, episode_class_names, extract_features, fewshot_parts
+from ego_fsar.engine.episode_runner import episode_accuracy, episode_class_names, extract_features
+from ego_fsar.engine.head_selection import fewshot_parts
 from ego_fsar.models import BackboneOutput, build_model
 from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils.env import device_for

@@ -22,7 +22,7 @@ from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg
-from ego_fsar.engine.fewshot_test import extract_features
+from ego_fsar.engine.episode_runner import extract_features
 from ego_fsar.engine.tester import build_fewshot_parts
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.parser import load_config, parse_args

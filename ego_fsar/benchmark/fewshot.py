@@ -13,8 +13,9 @@ from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import episodes_for_cfg
-from ego_fsar.engine import fewshot_test
-from ego_fsar.engine.fewshot_test import pool_labels, run_episodes
+from ego_fsar.engine import episode_runner
+from ego_fsar.engine.episode_runner import run_episodes
+from ego_fsar.engine.episodic_validation import pool_labels
 from ego_fsar.engine.tester import build_fewshot_parts
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.parser import positive_int
@@ -51,10 +52,10 @@ def bench_fewshot(cfg: CfgNode, options: argparse.Namespace) -> str:
     cached_cfg.FEW_SHOT.USE_FEATURE_CACHE, uncached_cfg.FEW_SHOT.USE_FEATURE_CACHE = True, False
 
     extraction: List[float] = []
-    with time_calls(fewshot_test, "build_feature_cache", extraction):
+    with time_calls(episode_runner, "build_feature_cache", extraction):
         cached_s, _ = timed(run_episodes, backbone, head, dataset, episodes, cached_cfg, device=device)
     if len(extraction) != 1:
-        raise RuntimeError(f"run_episodes called fewshot_test.build_feature_cache {len(extraction)} times "
+        raise RuntimeError(f"run_episodes called episode_runner.build_feature_cache {len(extraction)} times "
                            f"(expected once): update the extraction timing of {__name__}")
     few = episodes[:options.uncached_episodes]
     uncached_s, _ = timed(run_episodes, backbone, head, dataset, few, uncached_cfg, device=device)

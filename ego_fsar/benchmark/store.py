@@ -27,8 +27,10 @@ from fvcore.common.config import CfgNode
 from ego_fsar.config import get_cfg
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg
-from ego_fsar.engine import fewshot_test
-from ego_fsar.engine.fewshot_test import episodic_test, pool_labels, run_episodes
+from ego_fsar.engine import episode_runner
+from ego_fsar.engine.episode_runner import run_episodes
+from ego_fsar.engine.episodic_validation import pool_labels
+from ego_fsar.engine.fewshot_test import episodic_test
 from ego_fsar.engine.tester import build_test_model
 from ego_fsar.features import store as fs
 from ego_fsar.features.extract import chunks, extract_store, iter_features, process_batch_size
@@ -108,7 +110,7 @@ def _from_cache(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode
                 ) -> Tuple[float, List[Optional[float]]]:
     """(seconds without the extraction, accuracies) of `episodes` on the in-memory feature cache."""
     extraction: List[float] = []
-    with time_calls(fewshot_test, "build_feature_cache", extraction):
+    with time_calls(episode_runner, "build_feature_cache", extraction):
         seconds, accs = timed(run_episodes, backbone, head, dataset, episodes, cfg, device=device_for(cfg))
     return seconds - sum(extraction), accs
 

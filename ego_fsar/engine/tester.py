@@ -13,12 +13,13 @@ from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils import distributed as du
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, setup_logging
-from ego_fsar.utils.meters import TestMeter
 from ego_fsar.utils.metrics import SINGLE_TASK
+from ego_fsar.utils.video_meter import TestMeter
 
 from .common import channels_last_3d, inputs_to, progress
 from .egomcq_test import egomcq_test
-from .fewshot_test import episodic_test, fewshot_parts
+from .fewshot_test import episodic_test
+from .head_selection import fewshot_parts
 
 logger = get_logger(__name__)
 

@@ -28,7 +28,7 @@ from ego_fsar.utils.tensorboard import TensorboardWriter
 
 from .best_checkpoint import BestCheckpoint
 from .common import channels_last_3d, progress
-from .fewshot_test import EpisodicValidation
+from .episodic_validation import EpisodicValidation
 from .protocols import get_protocol
 from .step import run_step
 

@@ -11,8 +11,10 @@ import torch
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import EpisodeDataset, EpisodeSampler, episodes_for_cfg
-from ego_fsar.engine import fewshot_test, trainer
-from ego_fsar.engine.fewshot_test import EPISODES_JSON, episodic_test, fewshot_parts, run_episodes
+from ego_fsar.engine import fewshot_test, head_selection, trainer
+from ego_fsar.engine.episode_runner import run_episodes
+from ego_fsar.engine.fewshot_test import EPISODES_JSON, episodic_test
+from ego_fsar.engine.head_selection import fewshot_parts
 from ego_fsar.engine.protocols import EpisodicProtocol
 from ego_fsar.engine.tester import test as run_test
 from ego_fsar.models import build_model
@@ -174,7 +176,7 @@ def classifier_cfg(cfg, out_dir, head):
 def test_untrained_head_with_parameters_is_refused_on_a_classifier(cfg, tmp_path):
     cfg = classifier_cfg(cfg, tmp_path, "TRX")
     model, _ = _model_and_dataset(cfg)
-    count = sum(p.numel() for p in fewshot_test.build_head(cfg, in_dim=model.backbone.out_dim).parameters())
+    count = sum(p.numel() for p in head_selection.build_head(cfg, in_dim=model.backbone.out_dim).parameters())
     with pytest.raises(ValueError, match=rf"HEAD.NAME TRX: .*has {count:,} trainable parameters that no checkpoint "
                                          r"trained .*TRAIN.PROTOCOL episodic.*TEST.ALLOW_UNTRAINED_HEAD True"):
         episodic_test(cfg, model)

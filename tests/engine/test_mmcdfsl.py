@@ -8,7 +8,9 @@ from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.egotoy_writer import make_egotoy
 from ego_fsar.datasets.egotoy_unlabelled import write_unlabelled_pool
 from ego_fsar.engine import trainer
-from ego_fsar.engine.fewshot_test import backbone_views, pool_labels, run_episodes
+from ego_fsar.engine.episode_runner import run_episodes
+from ego_fsar.engine.episodic_validation import pool_labels
+from ego_fsar.features.extract import backbone_views
 from ego_fsar.engine.tester import test as run_test
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg
 from ego_fsar.models import BackboneOutput, build_head

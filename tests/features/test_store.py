@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from ego_fsar.datasets import build_dataset
-from ego_fsar.engine import fewshot_test
-from ego_fsar.engine.fewshot_test import EPISODES_JSON, build_feature_cache
+from ego_fsar.engine import head_selection
+from ego_fsar.engine.episode_runner import build_feature_cache
+from ego_fsar.engine.fewshot_test import EPISODES_JSON
 from ego_fsar.engine.tester import test as run_test
 from ego_fsar.features import extract
 from ego_fsar.features.identity import StoreMismatchError, dataset_source, run_identity
@@ -155,7 +156,7 @@ def test_episodic_test_from_the_store_equals_the_cache_without_a_backbone(cfg, t
     assert {k: stored[k] for k in cached} == cached and stored["peak_rss_mb"] > 0
     assert _episode_accs(stored_cfg.OUTPUT_DIR) == _episode_accs(cfg.OUTPUT_DIR)
     saved = torch.load(cfg.TEST.CHECKPOINT_FILE_PATH, weights_only=False)["model_state"]
-    head_state = fewshot_test.stored_features_head(stored_cfg, FeatureStore(str(tmp_path / "store")).in_dim).state_dict()
+    head_state = head_selection.stored_features_head(stored_cfg, FeatureStore(str(tmp_path / "store")).in_dim).state_dict()
     assert head_state and all(torch.equal(v, saved[f"head.{k}"]) for k, v in head_state.items())
 
 

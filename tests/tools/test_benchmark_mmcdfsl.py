@@ -2,7 +2,8 @@
 timed on the same episodes, their accuracies over the same frozen episodes (speeds are never checked)."""
 import numpy as np
 
-from ego_fsar.engine.fewshot_test import fewshot_parts, run_episodes
+from ego_fsar.engine.episode_runner import run_episodes
+from ego_fsar.engine.head_selection import fewshot_parts
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import episodes_for_cfg
 from ego_fsar.models import build_model

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from ego_fsar.datasets.video_folder import VideoFiles, VideoFolder, open_any
-from ego_fsar.engine.fewshot_test import extract_features, fewshot_parts
+from ego_fsar.engine.episode_runner import extract_features
+from ego_fsar.engine.head_selection import fewshot_parts
 from ego_fsar.models import build_model
 from ego_fsar.models.text_encoder import TextEncoder
 from ego_fsar.utils import checkpoint as cu

@@ -6,7 +6,8 @@ import torch
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import episodes_for_cfg
-from ego_fsar.engine.fewshot_test import fewshot_parts, run_episodes
+from ego_fsar.engine.episode_runner import run_episodes
+from ego_fsar.engine.head_selection import fewshot_parts
 from ego_fsar.models import build_model
 from ego_fsar.utils.env import seed_everything
 from tests.engine.test_fewshot import vit_fewshot_cfg

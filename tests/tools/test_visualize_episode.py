@@ -7,7 +7,8 @@ from PIL import Image
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import EpisodeSampler, episodes_for_cfg, save_episodes
-from ego_fsar.engine.fewshot_test import fewshot_parts, run_episodes
+from ego_fsar.engine.episode_runner import run_episodes
+from ego_fsar.engine.head_selection import fewshot_parts
 from ego_fsar.models import build_model
 from ego_fsar.utils import checkpoint as cu
 from tests.tools.tiny import load_tool, tiny_cfg, write_cfg
