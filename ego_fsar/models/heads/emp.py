@@ -1,11 +1,12 @@
 """EMP-Net: enhancing multi-level post-reasoning for few-shot action recognition (Wu et al., ECCV 2024)."""
 import random
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import BackboneOutput, as_backbone_output
 from ..text_encoder import TextEncoder
@@ -118,31 +119,45 @@ class EMPNet(nn.Module):
     (c) it returns probability maps as "logits"; here `logits` are log-probabilities, so the
     arg-max (its prediction) is unchanged and cross-entropy on them is well defined.
 
-    Not parameter-free: the reasoning, fusion and text-projection layers must be meta-trained
-    (the text encoder is frozen and not part of the head's parameters).
+    Built from a config or from its arguments (`@configurable`; the defaults are the config's: EMP-Net's
+    own settings set lam 0.5). Not parameter-free: the reasoning, fusion and text-projection
+    layers must be meta-trained (the text encoder is frozen and not part of the head's parameters).
     """
 
     PARAMETER_FREE = False
     # Reads the backbone's `hidden` token maps only: its pooled path (VideoViT's fc_norm) gets no gradient.
     FIND_UNUSED_PARAMETERS = True
 
-    def __init__(self, cfg, in_dim: int):
+    @configurable
+    def __init__(self, in_dim: int, text_encoder: TextEncoder, templates: Sequence[str] = ("a video of {}",),
+                 hidden_dims: Sequence[int] = (), cls_token: bool = False, ce_on_probs: bool = False,
+                 lam: float = 0.1):
         super().__init__()
-        h = cfg.HEAD
-        widths = list(h.EMP_HIDDEN_DIMS) or [in_dim] * NUM_LAYERS
+        widths = list(hidden_dims) or [in_dim] * NUM_LAYERS
         if len(widths) != NUM_LAYERS:
-            raise ValueError(f"HEAD.EMP_HIDDEN_DIMS: expected {NUM_LAYERS} widths or [], got {widths}")
+            raise ValueError(f"EMPNet hidden_dims (HEAD.EMP_HIDDEN_DIMS): expected {NUM_LAYERS} widths or [], "
+                             f"got {widths}")
         if in_dim % HEAD_DIV:
             raise ValueError(f"EMPNet: backbone width {in_dim} must be a multiple of {HEAD_DIV}")
-        self.cls_token, self.ce_on_probs, self.lam = h.EMP_CLS_TOKEN, h.EMP_CE_ON_PROBS, h.OTAM_LAMBDA
-        self.templates = list(cfg.TEXT.TEMPLATES) or [cfg.TEXT.TEMPLATE]
-        self.text_encoder = TextEncoder.from_cfg(cfg)
+        if not templates:
+            raise ValueError("EMPNet templates (TEXT.TEMPLATES): expected at least one, got []")
+        self.cls_token, self.ce_on_probs, self.lam = cls_token, ce_on_probs, lam
+        self.templates = list(templates)
+        self.text_encoder = text_encoder
         self.hidden_proj = nn.ModuleList(nn.Identity() if w == in_dim else nn.Linear(w, in_dim)
                                          for w in widths)
         self.spatiotemporal = nn.ModuleList(SpatioTemporalBlock(in_dim) for _ in range(NUM_LAYERS))
         self.inter = nn.ModuleDict({level: ReasoningBlock(in_dim) for level in LEVELS})
         self.fusion = nn.ModuleDict({level: ReasoningBlock(in_dim) for level in LEVELS})
         self.text_proj = nn.Linear(self.text_encoder.dim, in_dim)
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int) -> Dict:
+        h = cfg.HEAD
+        return {"in_dim": in_dim, "text_encoder": TextEncoder.from_cfg(cfg),
+                "templates": tuple(cfg.TEXT.TEMPLATES) or (cfg.TEXT.TEMPLATE,),
+                "hidden_dims": tuple(h.EMP_HIDDEN_DIMS), "cls_token": h.EMP_CLS_TOKEN,
+                "ce_on_probs": h.EMP_CE_ON_PROBS, "lam": h.OTAM_LAMBDA}
 
     def _layer_tokens(self, out: BackboneOutput) -> List[torch.Tensor]:
         """The three hidden maps as [N*T, 1+S, C] with the class token first."""

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import as_backbone_output
 from .fewshot_utils import check_support_labels
@@ -21,7 +22,7 @@ class LogReg(nn.Module):
     `query` may be one BackboneOutput/tensor or a list of views of the same queries (MM-CDFSL's
     masked views, TEST.NUM_MASKED_VIEWS; `QUERY_VIEWS`): class probabilities are averaged over views. Returns
     {"logits": log of the (averaged) probabilities [N*Q, n_way]}, no gradient: an evaluation
-    head.
+    head. Built from a config or from its arguments (`@configurable`).
 
     Parameter-free: no parameters; the classifier is fitted on each episode's support set.
     """
@@ -29,11 +30,15 @@ class LogReg(nn.Module):
     PARAMETER_FREE = True
     QUERY_VIEWS = True
 
-    def __init__(self, cfg, in_dim: int):
+    @configurable
+    def __init__(self, in_dim: int, c: float = 1.0, max_iter: int = 1000, normalize: bool = False):
         super().__init__()
-        self.c = cfg.HEAD.LOGREG_C
-        self.max_iter = cfg.HEAD.LOGREG_MAX_ITER
-        self.normalize = cfg.HEAD.LOGREG_NORMALIZE
+        self.c, self.max_iter, self.normalize = c, max_iter, normalize
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int) -> Dict:
+        h = cfg.HEAD
+        return {"in_dim": in_dim, "c": h.LOGREG_C, "max_iter": h.LOGREG_MAX_ITER, "normalize": h.LOGREG_NORMALIZE}
 
     def _features(self, x) -> np.ndarray:
         pooled = as_backbone_output(x).pooled

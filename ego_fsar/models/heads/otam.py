@@ -4,6 +4,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import as_backbone_output
 from .fewshot_utils import class_average, otam_distance
@@ -17,7 +18,7 @@ class OTAM(nn.Module):
     temperature HEAD.OTAM_LAMBDA (see `fewshot_utils.otam_cumulative_distance`); logits = −cost
     averaged over each class's shots. With λ = 0.1 this reproduces the logits of the OTAM/TRX
     code's `OTAM_cum_dist` head (CLIP-FSAR's `CNN_OTAM`).
-    Output: {"logits": [N*Q, n_way]}.
+    Output: {"logits": [N*Q, n_way]}. Built from a config or from its arguments (`@configurable`).
 
     Parameter-free: no parameters.
     Episode batches: inputs with a leading episode dimension E (frames [E, N, T, D], labels [E, N*K])
@@ -27,9 +28,14 @@ class OTAM(nn.Module):
     PARAMETER_FREE = True
     EPISODE_BATCH = True
 
-    def __init__(self, cfg, in_dim: int):
+    @configurable
+    def __init__(self, in_dim: int, lam: float = 0.1):
         super().__init__()
-        self.lam = cfg.HEAD.OTAM_LAMBDA
+        self.lam = lam
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int) -> Dict:
+        return {"in_dim": in_dim, "lam": cfg.HEAD.OTAM_LAMBDA}
 
     def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
                 class_text: Optional[List[str]] = None,

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import BackboneOutput, as_backbone_output
 from .fewshot_utils import mean_cosine_to_classes, neg_sq_euclidean_to_prototypes
@@ -21,7 +22,7 @@ class ProtoNet(nn.Module):
     HEAD.METRIC "cosine" (TSN++ of the OTAM/TRX/CLIP-FSAR code): cosine (reference eps 0.01) of
     each query to each support, averaged over a class's shots, times a learnable scale
     initialised to HEAD.INIT_SCALE. "euclidean" (ProtoNet): −‖q − p_c‖² to the class mean p_c.
-    Output: {"logits": [N*Q, n_way]}.
+    Output: {"logits": [N*Q, n_way]}. Built from a config or from its arguments (`@configurable`).
 
     Parameter-free: the cosine scale is learnable but positive, so it never changes a prediction
     (the arg-max); the head tests the same on any backbone without meta-training.
@@ -32,14 +33,17 @@ class ProtoNet(nn.Module):
     PARAMETER_FREE = True
     EPISODE_BATCH = True
 
-    def __init__(self, cfg, in_dim: int):
+    @configurable
+    def __init__(self, in_dim: int, metric: str = "cosine", init_scale: float = 10.0):
         super().__init__()
-        if cfg.HEAD.METRIC not in _METRICS:
-            raise ValueError(f"HEAD.METRIC: expected one of {sorted(_METRICS)} for ProtoNet, "
-                             f"got {cfg.HEAD.METRIC!r}")
-        self.metric = _METRICS[cfg.HEAD.METRIC]
-        self.logit_scale = (nn.Parameter(torch.tensor(float(cfg.HEAD.INIT_SCALE)))
-                            if cfg.HEAD.METRIC == "cosine" else None)
+        if metric not in _METRICS:
+            raise ValueError(f"ProtoNet metric (HEAD.METRIC): expected one of {sorted(_METRICS)}, got {metric!r}")
+        self.metric = _METRICS[metric]
+        self.logit_scale = nn.Parameter(torch.tensor(float(init_scale))) if metric == "cosine" else None
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int) -> Dict:
+        return {"in_dim": in_dim, "metric": cfg.HEAD.METRIC, "init_scale": cfg.HEAD.INIT_SCALE}
 
     @staticmethod
     def reduce_clips(clips: BackboneOutput) -> BackboneOutput:

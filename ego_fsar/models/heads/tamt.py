@@ -1,10 +1,11 @@
 """TAMT's global temporal-aware moment tuning (GTMT) with efficient long-short temporal
 covariance (ELSTC) (Wang et al., CVPR 2025)."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import BackboneOutput, as_backbone_output
 from .fewshot_utils import class_prototypes, neg_sq_euclidean_to_prototypes
@@ -61,29 +62,31 @@ class TAMT(nn.Module):
     reshapes the temporal conv's [N·S, D, T'] output straight to [N, T'·S, D], mixing channels,
     frames and positions; HEAD.TAMT_FIX_CONV_LAYOUT False reproduces it.
 
-    Not parameter-free: the GTMT/ELSTC layers must be meta-trained.
+    Built from a config or from its arguments (`@configurable`). Not parameter-free: the GTMT/ELSTC layers
+    must be meta-trained.
     """
 
     PARAMETER_FREE = False
 
-    def __init__(self, cfg, in_dim: int):
+    @configurable
+    def __init__(self, in_dim: int, reduce_dims: Sequence[int] = (128, 64), groups: int = 4, num_frames: int = 8,
+                 isqrt_iters: int = 3, fix_conv_layout: bool = True):
         super().__init__()
-        h = cfg.HEAD
-        if h.TAMT_GROUPS < 1 or h.TAMT_NUM_FRAMES % h.TAMT_GROUPS:
-            raise ValueError(f"HEAD.TAMT_GROUPS ({h.TAMT_GROUPS}) must divide HEAD.TAMT_NUM_FRAMES "
-                             f"({h.TAMT_NUM_FRAMES})")
-        if h.TAMT_ISQRT_ITERS < 1:
-            raise ValueError(f"HEAD.TAMT_ISQRT_ITERS: expected >= 1, got {h.TAMT_ISQRT_ITERS}")
-        if not h.TAMT_REDUCE_DIMS:
-            raise ValueError("HEAD.TAMT_REDUCE_DIMS: expected at least one width, got []")
-        self.num_frames, self.groups, self.iters = h.TAMT_NUM_FRAMES, h.TAMT_GROUPS, h.TAMT_ISQRT_ITERS
-        self.fix_layout = h.TAMT_FIX_CONV_LAYOUT
+        if groups < 1 or num_frames % groups:
+            raise ValueError(f"TAMT groups (HEAD.TAMT_GROUPS, {groups}) must divide its frames "
+                             f"(HEAD.TAMT_NUM_FRAMES, {num_frames})")
+        if isqrt_iters < 1:
+            raise ValueError(f"TAMT isqrt_iters (HEAD.TAMT_ISQRT_ITERS): expected >= 1, got {isqrt_iters}")
+        if not reduce_dims:
+            raise ValueError("TAMT reduce_dims (HEAD.TAMT_REDUCE_DIMS): expected at least one width, got []")
+        self.num_frames, self.groups, self.iters = num_frames, groups, isqrt_iters
+        self.fix_layout = fix_conv_layout
         self.temporal_conv = nn.Conv1d(in_dim, in_dim, 3, padding=1, groups=in_dim)
         self.fc_norm2 = nn.LayerNorm(in_dim, eps=1e-6)
         g2, g4 = -(-self.groups // 2), -(-self.groups // 4)
-        cov_dim = h.TAMT_REDUCE_DIMS[-1] * self.num_frames // self.groups
+        cov_dim = reduce_dims[-1] * self.num_frames // self.groups
         # (in, out, kernel, stride): 1x1 token reductions, then the covariance-map convs.
-        widths = [in_dim] + list(h.TAMT_REDUCE_DIMS)
+        widths = [in_dim] + list(reduce_dims)
         specs = [(a, b, 1, 1) for a, b in zip(widths, widths[1:])]
         self.num_token_layers = len(specs)
         specs += [(self.groups, g2, 3, 1), (g2, g4, 3, 2)]
@@ -92,6 +95,13 @@ class TAMT(nn.Module):
             setattr(self, f"layer_reduce_bn{i}", nn.BatchNorm2d(c_out))
         self.num_layers = len(specs)
         self.head2 = nn.Linear(g4 * (-(-cov_dim // 2)) ** 2, in_dim)
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int) -> Dict:
+        h = cfg.HEAD
+        return {"in_dim": in_dim, "reduce_dims": tuple(h.TAMT_REDUCE_DIMS), "groups": h.TAMT_GROUPS,
+                "num_frames": h.TAMT_NUM_FRAMES, "isqrt_iters": h.TAMT_ISQRT_ITERS,
+                "fix_conv_layout": h.TAMT_FIX_CONV_LAYOUT}
 
     def _conv_bn_relu(self, x: torch.Tensor, layers: range) -> torch.Tensor:
         for i in layers:

@@ -1,8 +1,8 @@
 """Video-text towers' shared space and the zero-shot few-shot head built on it (EgoVLP).
 
 `TextTower`: the MiniLM sentence encoder (TEXT.ENCODER), trainable (a module of its own, saved in
-checkpoints) or frozen (EGOVLP.TEXT_TRAINABLE False: the shared, cached `TextEncoder`, kept out of
-checkpoints and optimisers). `TextZeroShot` (HEAD.NAME): the projections of video features
+checkpoints) or frozen (EGOVLP.TEXT_TRAINABLE False: the shared, cached `TextEncoder` it is given, kept
+out of checkpoints and optimisers). `TextZeroShot` (HEAD.NAME): the projections of video features
 (`vid_proj`, backbone width -> EGOVLP.PROJ_DIM) and of text (`txt_proj`) into the shared space, and a
 classifier whose class prototypes are the embeddings of the class names under TEXT.TEMPLATES.
 """
@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import as_backbone_output
 from ..text_encoder import TextEncoder, load_encoder
@@ -20,14 +21,14 @@ from ..text_encoder import TextEncoder, load_encoder
 class TextTower(nn.Module):
     """`forward(texts: list of n str) -> [n, dim]` sentence embeddings (L2-normalised, mean-pooled MiniLM)."""
 
-    def __init__(self, cfg):
+    def __init__(self, encoder: TextEncoder, trainable: bool):
         super().__init__()
-        self.frozen = TextEncoder.from_cfg(cfg)
-        self.dim = self.frozen.dim
+        self.frozen = encoder
+        self.dim = encoder.dim
         self.model = None
-        if cfg.EGOVLP.TEXT_TRAINABLE:
+        if trainable:
             with torch.device("cpu"):  # pre-trained weights load on the CPU (also under a meta-device build)
-                self.model = load_encoder(cfg.TEXT.ENCODER)
+                self.model = load_encoder(encoder.name)
 
     def forward(self, texts: Sequence[str], device: torch.device) -> torch.Tensor:
         if self.model is None:
@@ -42,22 +43,32 @@ class TextZeroShot(nn.Module):
     text prototype (mean over TEXT.TEMPLATES of the projected, normalised embeddings of
     `template.format(name)`), divided by EGOVLP.TEMPERATURE. The support set is not used, so episodes may
     have FEW_SHOT.SHOT 0. Output: {"logits": [N*Q, n_way]}. Its projections are trained by VideoText,
-    so it is not parameter-free: it must come from a VideoText checkpoint."""
+    so it is not parameter-free: it must come from a VideoText checkpoint. Built from a config or from its
+    arguments (`@configurable`)."""
 
     PARAMETER_FREE = False
 
-    def __init__(self, cfg, in_dim: int):
+    @configurable
+    def __init__(self, in_dim: int, text_encoder: TextEncoder, text_trainable: bool = True,
+                 templates: Sequence[str] = ("a video of {}",), proj_dim: int = 256, temperature: float = 0.05):
         super().__init__()
-        self.templates: List[str] = list(cfg.TEXT.TEMPLATES) or [cfg.TEXT.TEMPLATE]
+        self.templates: List[str] = list(templates)
         bad = [t for t in self.templates if "{}" not in t]
-        if bad:
-            raise ValueError(f"TEXT.TEMPLATES: every template needs a '{{}}' for the class name, got {bad}")
-        self.temperature = cfg.EGOVLP.TEMPERATURE
-        self.vid_proj = nn.Linear(in_dim, cfg.EGOVLP.PROJ_DIM)
-        self.text = TextTower(cfg)
+        if not self.templates or bad:
+            raise ValueError(f"TextZeroShot templates (TEXT.TEMPLATES): every template needs a '{{}}' for the class "
+                             f"name, got {self.templates}")
+        self.temperature = temperature
+        self.vid_proj = nn.Linear(in_dim, proj_dim)
+        self.text = TextTower(text_encoder, text_trainable)
         # A trainable MiniLM's pooler gets no gradient (sentence embeddings are mean-pooled tokens).
         self.FIND_UNUSED_PARAMETERS = self.text.model is not None
-        self.txt_proj = nn.Linear(self.text.dim, cfg.EGOVLP.PROJ_DIM)
+        self.txt_proj = nn.Linear(self.text.dim, proj_dim)
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int) -> Dict:
+        return {"in_dim": in_dim, "text_encoder": TextEncoder.from_cfg(cfg), "text_trainable": cfg.EGOVLP.TEXT_TRAINABLE,
+                "templates": tuple(cfg.TEXT.TEMPLATES) or (cfg.TEXT.TEMPLATE,), "proj_dim": cfg.EGOVLP.PROJ_DIM,
+                "temperature": cfg.EGOVLP.TEMPERATURE}
 
     def encode_video(self, pooled: torch.Tensor) -> torch.Tensor:
         """Backbone features [B, D] -> normalised joint-space embeddings [B, PROJ_DIM]."""

@@ -1,11 +1,12 @@
 """TRX: temporal-relational cross-transformers (Perrett et al., CVPR 2021)."""
 import math
 from itertools import combinations
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import as_backbone_output
 from .fewshot_utils import check_support_labels
@@ -70,21 +71,25 @@ class TRX(nn.Module):
     HEAD.TRX_CARDINALITIES (default pairs and triples), widths HEAD.TRX_DIM, position-encoding
     dropout HEAD.TRX_DROPOUT; logits = mean over cardinalities. Matches the TRX code's
     `TemporalCrossTransformer` except that its unused `norm_v` is not created.
-    Output: {"logits": [N*Q, n_way]}.
+    Output: {"logits": [N*Q, n_way]}. Built from a config or from its arguments (`@configurable`).
 
     Not parameter-free: the key/value projections must be meta-trained.
     """
 
     PARAMETER_FREE = False
 
-    def __init__(self, cfg, in_dim: int):
+    @configurable
+    def __init__(self, in_dim: int, cardinalities: Sequence[int] = (2, 3), dim: int = 1152, dropout: float = 0.1):
         super().__init__()
-        if not cfg.HEAD.TRX_CARDINALITIES:
-            raise ValueError("HEAD.TRX_CARDINALITIES: expected at least one tuple size, got []")
-        self.transformers = nn.ModuleList(
-            TemporalCrossTransformer(in_dim, c, cfg.HEAD.TRX_DIM, cfg.HEAD.TRX_DROPOUT)
-            for c in cfg.HEAD.TRX_CARDINALITIES
-        )
+        if not cardinalities:
+            raise ValueError("TRX cardinalities (HEAD.TRX_CARDINALITIES): expected at least one tuple size, got []")
+        self.transformers = nn.ModuleList(TemporalCrossTransformer(in_dim, c, dim, dropout) for c in cardinalities)
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int) -> Dict:
+        h = cfg.HEAD
+        return {"in_dim": in_dim, "cardinalities": tuple(h.TRX_CARDINALITIES), "dim": h.TRX_DIM,
+                "dropout": h.TRX_DROPOUT}
 
     def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
                 class_text: Optional[List[str]] = None,

@@ -8,6 +8,7 @@ from typing import Dict
 import torch
 from torch import nn
 
+from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY, MODEL_REGISTRY
 from .classifier import VideoClassifier
 
@@ -17,18 +18,26 @@ class VideoMAEHead(nn.Linear):
     """Dropout (MODEL.DROPOUT_RATE) then VideoMAE's linear `head`, whose weight and bias are this
     module's own. Initialised as VideoMAE: truncated normal (std 0.02) times VIT.HEAD_INIT_SCALE,
     zero bias. `forward(pooled [B, D]) -> {"logits": [B, K]}`; MODEL.DETACH_FINAL_FC detaches `pooled`
-    so that the loss trains the head only."""
+    so that the loss trains the head only. Built from a config or from its arguments (`@configurable`)."""
 
-    def __init__(self, cfg, in_dim: int):
-        num_classes = cfg.MODEL.NUM_CLASSES
+    @configurable
+    def __init__(self, in_dim: int, num_classes: int = 400, dropout_rate: float = 0.5, detach_final_fc: bool = False,
+                 init_scale: float = 0.001):
         if not isinstance(num_classes, int):
-            raise ValueError(f"MODEL.NUM_CLASSES: VideoMAE has one head, expected an int, got {num_classes!r}")
+            raise ValueError(f"num_classes (MODEL.NUM_CLASSES): VideoMAE has one head, expected an int, "
+                             f"got {num_classes!r}")
         super().__init__(in_dim, num_classes)
-        self.dropout = nn.Dropout(cfg.MODEL.DROPOUT_RATE)
-        self.detach_final_fc = cfg.MODEL.DETACH_FINAL_FC
+        self.dropout = nn.Dropout(dropout_rate)
+        self.detach_final_fc = detach_final_fc
         with torch.no_grad():
-            nn.init.trunc_normal_(self.weight, std=0.02).mul_(cfg.VIT.HEAD_INIT_SCALE)
+            nn.init.trunc_normal_(self.weight, std=0.02).mul_(init_scale)
             nn.init.zeros_(self.bias)
+
+    @classmethod
+    def from_config(cls, cfg, in_dim: int) -> Dict:
+        m = cfg.MODEL
+        return {"in_dim": in_dim, "num_classes": m.NUM_CLASSES, "dropout_rate": m.DROPOUT_RATE,
+                "detach_final_fc": m.DETACH_FINAL_FC, "init_scale": cfg.VIT.HEAD_INIT_SCALE}
 
     def forward(self, pooled: torch.Tensor) -> Dict[str, torch.Tensor]:
         x = self.dropout(pooled)
