@@ -1,13 +1,17 @@
 """SlowFast / ResNet (Slow, I3D, C2D) backbones: PySlowFast layout, shapes, config errors."""
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from ego_fsar.config import get_cfg, merge_file, merge_list
 from ego_fsar.models import MODEL_REGISTRY, backbone_dim, build_backbone, build_model
 from ego_fsar.models.backbones.norm_helper import SubBatchNorm3d
+from ego_fsar.models.backbones.resnet_helper import PathwayStage, ResStage
+from ego_fsar.models.backbones.stem_helper import VideoModelStem
 from tests.paths import FIXTURES, PYSLOWFAST_CONFIGS
 
 CONFIGS = Path(PYSLOWFAST_CONFIGS)
@@ -281,3 +285,22 @@ def test_checkpoint_round_trip_is_flat():
     fresh.eval()
     with torch.no_grad():
         torch.testing.assert_close(fresh(_clip(cfg))["logits"], model(_clip(cfg))["logits"])
+
+
+def test_blocks_take_their_norm_and_activation():
+    stem = VideoModelStem([3], [8], [1], partial(nn.GroupNorm, 2), nn.GELU)
+    stage = ResStage([PathwayStage(8, 16, 4, [3, 1], stride=2)], "bottleneck_transform", 1,
+                     partial(nn.GroupNorm, 2), activation=nn.GELU)
+    out = stage(stem([torch.randn(2, 3, 4, 32, 32)]))[0]
+    assert out.shape == (2, 16, 4, 4, 4)
+    modules = [*stem.modules(), *stage.modules()]
+    assert not any(isinstance(m, (nn.ReLU, nn.BatchNorm3d)) for m in modules)
+    assert sum(isinstance(m, nn.GELU) for m in modules) == 1 + 2 * 3  # the stem's, then a, b and the sum per block
+    assert sum(isinstance(m, nn.GroupNorm) for m in modules) == 1 + 2 * 3 + 1  # + the projection shortcut's
+
+
+def test_inplace_relu_follows_the_config():
+    for inplace in (True, False):
+        net = build_backbone(_tiny_cfg("slowfast", "RESNET.INPLACE_RELU", inplace))
+        relus = [m for m in net.modules() if isinstance(m, nn.ReLU)]
+        assert relus and all(m.inplace is inplace for m in relus)

@@ -12,13 +12,14 @@ import torch
 from fvcore.nn.weight_init import c2_msra_fill
 from torch import nn
 
+from .activation import ActivationFactory, relu
 from .nonlocal_helper import Nonlocal
 from .norm_helper import NORM_LAYERS, NormFactory
 
 
 def bottleneck_transform(
     dim_in: int, dim_out: int, temp_kernel: int, stride: int, dim_inner: int, num_groups: int,
-    stride_1x1: bool, inplace_relu: bool, dilation: int, norm: NormFactory,
+    stride_1x1: bool, activation: ActivationFactory, dilation: int, norm: NormFactory,
 ) -> nn.Sequential:
     """Tx1x1, 1x3x3 (grouped, dilated), 1x1x1; the spatial stride sits on `a` if `stride_1x1` else on `b`."""
     stride_a, stride_b = (stride, 1) if stride_1x1 else (1, stride)
@@ -30,11 +31,11 @@ def bottleneck_transform(
         a=nn.Conv3d(dim_in, dim_inner, (temp_kernel, 1, 1), stride=(1, stride_a, stride_a),
                     padding=(temp_kernel // 2, 0, 0), bias=False),
         a_bn=norm(dim_inner),
-        a_relu=nn.ReLU(inplace_relu),
+        a_relu=activation(),
         b=nn.Conv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride_b, stride_b), padding=(0, dilation, dilation),
                     dilation=(1, dilation, dilation), groups=num_groups, bias=False),
         b_bn=norm(dim_inner),
-        b_relu=nn.ReLU(inplace_relu),
+        b_relu=activation(),
         c=c,
         c_bn=c_bn,
     ))
@@ -42,7 +43,7 @@ def bottleneck_transform(
 
 def basic_transform(
     dim_in: int, dim_out: int, temp_kernel: int, stride: int, dim_inner: int, num_groups: int,
-    stride_1x1: bool, inplace_relu: bool, dilation: int, norm: NormFactory,
+    stride_1x1: bool, activation: ActivationFactory, dilation: int, norm: NormFactory,
 ) -> nn.Sequential:
     """Tx3x3 (strided), 1x3x3 (dilated); `dim_inner` and `stride_1x1` do not apply."""
     if num_groups != 1:
@@ -56,7 +57,7 @@ def basic_transform(
         a=nn.Conv3d(dim_in, dim_out, (temp_kernel, 3, 3), stride=(1, stride, stride),
                     padding=(temp_kernel // 2, 1, 1), bias=False),
         a_bn=norm(dim_out),
-        a_relu=nn.ReLU(inplace_relu),
+        a_relu=activation(),
         b=b,
         b_bn=b_bn,
     ))
@@ -70,16 +71,16 @@ TRANS_FUNCS: Dict[str, Callable[..., nn.Module]] = {
 
 
 class ResBlock(nn.Module):
-    """relu(shortcut(x) + branch2(x)): [B, C_in, T, H, W] -> [B, C_out, T, H/stride, W/stride]."""
+    """activation(shortcut(x) + branch2(x)): [B, C_in, T, H, W] -> [B, C_out, T, H/stride, W/stride]."""
 
     def __init__(self, dim_in: int, dim_out: int, stride: int, branch2: nn.Module, norm: NormFactory,
-                 inplace_relu: bool = True):
+                 activation: ActivationFactory = relu()):
         super().__init__()
         if dim_in != dim_out or stride != 1:
             self.branch1 = nn.Conv3d(dim_in, dim_out, 1, stride=(1, stride, stride), bias=False)
             self.branch1_bn = norm(dim_out)
         self.branch2 = branch2
-        self.relu = nn.ReLU(inplace_relu)
+        self.relu = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.branch1_bn(self.branch1(x)) if hasattr(self, "branch1") else x
@@ -109,7 +110,7 @@ class PathwayStage:
 class ResStage(nn.Module):
     """Residual blocks `pathway{p}_res{i}` (and non-local blocks `pathway{p}_nonlocal{i}` after
     the blocks listed in `nonlocal_inds`) for each pathway; maps a list of pathways to a new list.
-    The first block of a pathway carries its stride."""
+    The first block of a pathway carries its stride. Blocks take their `norm` and `activation` factories."""
 
     def __init__(
         self,
@@ -118,7 +119,7 @@ class ResStage(nn.Module):
         num_groups: int,
         norm: NormFactory,
         stride_1x1: bool = False,
-        inplace_relu: bool = True,
+        activation: ActivationFactory = relu(),
         instantiation: str = "softmax",
     ):
         super().__init__()
@@ -133,10 +134,10 @@ class ResStage(nn.Module):
                 dim_in, stride = (spec.dim_in, spec.stride) if i == 0 else (spec.dim_out, 1)
                 branch2 = TRANS_FUNCS[trans_func](
                     dim_in, spec.dim_out, temp_kernel, stride, spec.dim_inner, num_groups,
-                    stride_1x1, inplace_relu, spec.dilation, norm,
+                    stride_1x1, activation, spec.dilation, norm,
                 )
                 names.append(f"pathway{p}_res{i}")
-                self.add_module(names[-1], ResBlock(dim_in, spec.dim_out, stride, branch2, norm, inplace_relu))
+                self.add_module(names[-1], ResBlock(dim_in, spec.dim_out, stride, branch2, norm, activation))
                 if i in spec.nonlocal_inds:
                     names.append(f"pathway{p}_nonlocal{i}")
                     self.add_module(names[-1], Nonlocal(spec.dim_out, spec.dim_out // 2, spec.nonlocal_pool,

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..build import BACKBONE_REGISTRY
 from ..outputs import BackboneOutput
+from .activation import ActivationFactory, relu
 from .norm_helper import NormFactory, get_norm
 from .resnet_helper import PathwayStage, ResStage, block_temp_kernels, init_weights
 from .stem_helper import VideoModelStem
@@ -87,7 +88,7 @@ class VideoResNet(nn.Module):
             raise ValueError(f"RESNET.DEPTH must be one of {sorted(_MODEL_STAGE_DEPTH)}, got {cfg.RESNET.DEPTH}")
         self.input_channels = list(cfg.DATA.INPUT_CHANNEL_NUM)
         self.out_dim = self.out_dim_from_cfg(cfg)
-        self._build(cfg, get_norm(cfg))
+        self._build(cfg, get_norm(cfg), relu(cfg.RESNET.INPLACE_RELU))
         init_weights(self, cfg.RESNET.ZERO_INIT_FINAL_BN, cfg.RESNET.ZERO_INIT_FINAL_CONV)
 
     @classmethod
@@ -112,16 +113,16 @@ class VideoResNet(nn.Module):
             )
         return cfg.MODEL.ARCH
 
-    def _build(self, cfg, norm: NormFactory) -> None:
+    def _build(self, cfg, norm: NormFactory, activation: ActivationFactory) -> None:
         n = self.NUM_PATHWAYS
         basis = _TEMPORAL_KERNEL_BASIS[self.arch]
         width = cfg.RESNET.WIDTH_PER_GROUP
         inner = cfg.RESNET.NUM_GROUPS * width
         divisors = self.channel_divisors(cfg)
         dims = [width // d for d in divisors]
-        self.s1 = VideoModelStem(self.input_channels, dims, [b[0] for b in basis[0]], norm, cfg.RESNET.INPLACE_RELU)
+        self.s1 = VideoModelStem(self.input_channels, dims, [b[0] for b in basis[0]], norm, activation)
         for k, depth in enumerate(_MODEL_STAGE_DEPTH[cfg.RESNET.DEPTH]):
-            dims = self._add_fusion(cfg, _STAGES[k], dims, norm)
+            dims = self._add_fusion(cfg, _STAGES[k], dims, norm, activation)
             if k == 1:
                 for p, size in enumerate(_POOL1[self.arch]):
                     self.add_module(f"pathway{p}_pool", nn.MaxPool3d(size, stride=size))
@@ -152,11 +153,12 @@ class VideoResNet(nn.Module):
             ]
             self.add_module(_STAGES[k + 1], ResStage(
                 pathways, cfg.RESNET.TRANS_FUNC, cfg.RESNET.NUM_GROUPS, norm, cfg.RESNET.STRIDE_1X1,
-                cfg.RESNET.INPLACE_RELU, cfg.NONLOCAL.INSTANTIATION,
+                activation, cfg.NONLOCAL.INSTANTIATION,
             ))
             dims = [s.dim_out for s in pathways]
 
-    def _add_fusion(self, cfg, stage: str, dims: List[int], norm: NormFactory) -> List[int]:
+    def _add_fusion(self, cfg, stage: str, dims: List[int], norm: NormFactory,
+                    activation: ActivationFactory) -> List[int]:
         """Add the lateral connection after `stage` (none here); return the next stage's input widths."""
         return dims
 
@@ -203,12 +205,12 @@ class FuseFastToSlow(nn.Module):
     """
 
     def __init__(self, dim_fast: int, channel_ratio: int, kernel: int, alpha: int, norm: NormFactory,
-                 inplace_relu: bool = True):
+                 activation: ActivationFactory = relu()):
         super().__init__()
         self.conv_f2s = nn.Conv3d(dim_fast, dim_fast * channel_ratio, (kernel, 1, 1), stride=(alpha, 1, 1),
                                   padding=(kernel // 2, 0, 0), bias=False)
         self.bn = norm(dim_fast * channel_ratio)
-        self.relu = nn.ReLU(inplace_relu)
+        self.relu = activation()
 
     def forward(self, x: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         slow, fast = x
@@ -238,9 +240,10 @@ class SlowFast(VideoResNet):
             )
         return [1, cfg.SLOWFAST.BETA_INV]
 
-    def _add_fusion(self, cfg, stage: str, dims: List[int], norm: NormFactory) -> List[int]:
+    def _add_fusion(self, cfg, stage: str, dims: List[int], norm: NormFactory,
+                    activation: ActivationFactory) -> List[int]:
         ratio = cfg.SLOWFAST.FUSION_CONV_CHANNEL_RATIO
         self.add_module(f"{stage}_fuse", FuseFastToSlow(
-            dims[1], ratio, cfg.SLOWFAST.FUSION_KERNEL_SZ, cfg.SLOWFAST.ALPHA, norm, cfg.RESNET.INPLACE_RELU,
+            dims[1], ratio, cfg.SLOWFAST.FUSION_KERNEL_SZ, cfg.SLOWFAST.ALPHA, norm, activation,
         ))
         return [dims[0] + dims[1] * ratio, dims[1]]
