@@ -18,7 +18,7 @@ import torch
 from fvcore.common.config import CfgNode
 
 from . import distributed as du
-from .checkpoint_formats import convert_state_dict, position_grids
+from .checkpoint_formats import convert_state_dict
 from .checkpoint_io import (  # noqa: F401 (re-exported: the checkpoint API users call as `cu.<name>`)
     BEST_CHECKPOINT,
     CheckpointError,
@@ -42,6 +42,7 @@ from .checkpoint_io import (  # noqa: F401 (re-exported: the checkpoint API user
     stored_best_metric,
 )
 from .logging import get_logger
+from .position_tables import position_grids
 
 logger = get_logger(__name__)
 

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from ego_fsar.config import get_cfg
 from ego_fsar.models.backbones.space_time_vit import DividedAttention, SpaceTimeBlock, SpaceTimeViT
 from ego_fsar.utils.checkpoint import report_mismatch
-from ego_fsar.utils.checkpoint_formats import convert_state_dict, position_grids
+from ego_fsar.utils.checkpoint_formats import convert_state_dict
+from ego_fsar.utils.position_tables import position_grids
 from tests.models.test_video_text import _model, tiny_video_text_cfg
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "egovlp_space_time_reference.pt")

@@ -18,10 +18,9 @@ from ego_fsar.utils.checkpoint_formats import (
     apply_prefix_map,
     convert_state_dict,
     detect_format,
-    position_grids,
     rename,
-    resize_grid_table,
 )
+from ego_fsar.utils.position_tables import position_grids, resize_grid_table
 from tests.paths import PYSLOWFAST_CONFIGS
 
 CONFIGS = os.path.join(PYSLOWFAST_CONFIGS, "Kinetics")

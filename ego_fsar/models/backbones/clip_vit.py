@@ -17,7 +17,7 @@ from typing import List
 import torch
 from torch import nn
 
-from ...utils.checkpoint_formats import resize_grid_table
+from ...utils.position_tables import resize_grid_table
 from ..build import BACKBONE_REGISTRY
 from ..outputs import BackboneOutput
 from .vit import Block, PatchEmbed, check_layers, drop_path_rates, single_pathway

@@ -12,7 +12,7 @@ attention: `x + space(norm1(x + time(norm3 x)))`, then `+ mlp(norm2 .)`.
 Parameter names and shapes are those of the release's `SpaceTimeTransformer` (EgoVLP's
 `video_model.*`), so the "egovlp" checkpoint conversion loads a released video tower 1:1. A clip may
 have fewer frames than the temporal table (the first rows are used, as the release does); a checkpoint
-with another number of frames is fitted at loading (`checkpoint_formats.resize_temporal_embed`:
+with another number of frames is fitted at loading (`position_tables.resize_temporal_embed`:
 truncated, or zero-filled as the release's default `load_temporal_fix`).
 """
 from typing import List, Sequence, Tuple
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from ...utils.checkpoint_formats import resize_grid_table
+from ...utils.position_tables import resize_grid_table
 from ..build import BACKBONE_REGISTRY
 from ..outputs import BackboneOutput
 from .vit import LN_EPS, Mlp, check_layers, drop_path_rates, init_vit_weights, single_pathway

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from ...utils.checkpoint_formats import resize_grid_table
+from ...utils.position_tables import resize_grid_table
 from ..build import BACKBONE_REGISTRY
 from ..outputs import BackboneOutput
 from .adapters import TemporalAwareAdapter
