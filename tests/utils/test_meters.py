@@ -8,7 +8,6 @@ from ego_fsar.config import get_cfg
 from ego_fsar.utils import meters, video_meter
 from ego_fsar.utils.episode_meter import EpisodeMeter
 from ego_fsar.utils.meters import TrainMeter, ValMeter
-from ego_fsar.utils.video_meter import TestMeter
 
 ETA = re.compile(r"^\d+:\d{2}:\d{2}$")
 RAM = re.compile(r"^\d+\.\d{2}/\d+\.\d{2}G$")
@@ -110,7 +109,7 @@ CLIP_LABELS = torch.tensor([1, 1, 0, 0])
     ("max", [[0.7, 0.6, 0.4], [0.8, 0.1, 0.7]], 50.0),
 ])
 def test_test_meter_sum_vs_max(method, video_preds, top1, logged):
-    meter = TestMeter(num_videos=2, num_clips=2, num_cls=3, ensemble_method=method)
+    meter = video_meter.TestMeter(num_videos=2, num_clips=2, num_cls=3, ensemble_method=method)
     order = torch.tensor([3, 0, 2, 1])
     meter.update_stats(CLIP_PREDS[order[:3]], CLIP_LABELS[order[:3]], CLIP_IDS[order[:3]])
     meter.update_stats(CLIP_PREDS[order[3:]], CLIP_LABELS[order[3:]], CLIP_IDS[order[3:]])
@@ -124,7 +123,7 @@ def test_test_meter_sum_vs_max(method, video_preds, top1, logged):
 
 
 def test_test_meter_max_handles_negative_logits(logged):
-    meter = TestMeter(num_videos=1, num_clips=2, num_cls=2, ensemble_method="max")
+    meter = video_meter.TestMeter(num_videos=1, num_clips=2, num_cls=2, ensemble_method="max")
     meter.update_stats({"logits": torch.tensor([[-3.0, -1.0], [-2.0, -4.0]])}, torch.tensor([1, 1]), CLIP_IDS[:2])
     assert torch.equal(meter.tasks["logits"].video_preds, torch.tensor([[-2.0, -1.0]]))
     assert meter.finalize_metrics(ks=(1,))["top1_acc"] == 100.0
@@ -133,7 +132,7 @@ def test_test_meter_max_handles_negative_logits(logged):
 @pytest.mark.parametrize("num_cls", [{"verb": 2, "noun": 3}, [2, 3]])
 def test_test_meter_epic_verb_noun_action(num_cls, logged):
     # video 0: verb and noun right; video 1: verb right, noun second; video 2: verb second, noun right.
-    meter = TestMeter(num_videos=3, num_clips=2, num_cls=num_cls)
+    meter = video_meter.TestMeter(num_videos=3, num_clips=2, num_cls=num_cls)
     verb = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]]).repeat_interleave(2, 0)
     noun = torch.tensor([[0.1, 0.8, 0.1], [0.5, 0.3, 0.2], [0.0, 0.0, 1.0]]).repeat_interleave(2, 0)
     labels = {"verb": torch.tensor([0, 0, 1]), "noun": torch.tensor([1, 1, 2])}
@@ -148,7 +147,7 @@ def test_test_meter_epic_verb_noun_action(num_cls, logged):
 
 
 def test_test_meter_multi_label_map(logged):
-    meter = TestMeter(num_videos=2, num_clips=1, num_cls=2, ensemble_method="max", multi_label=True)
+    meter = video_meter.TestMeter(num_videos=2, num_clips=1, num_cls=2, ensemble_method="max", multi_label=True)
     meter.update_stats(torch.tensor([[0.9, 0.2], [0.3, 0.7]]), torch.tensor([[1, 0], [0, 1]]), torch.tensor([0, 1]))
     assert meter.finalize_metrics()["map"] == pytest.approx(100.0)
     assert meter.per_class_results() == {0: {"videos": 1, "ap": 100.0}, 1: {"videos": 1, "ap": 100.0}}
@@ -157,7 +156,7 @@ def test_test_meter_multi_label_map(logged):
 @pytest.mark.parametrize("method,top1", [("sum", 50.0), ("max", 0.0)])
 def test_test_meter_scores_videos_on_the_clips_they_got(method, top1, logged):
     """Video 0 gets both clips, video 1 one (its other clip unreadable), video 2 none (both unreadable)."""
-    meter = TestMeter(num_videos=3, num_clips=2, num_cls=3, ensemble_method=method)
+    meter = video_meter.TestMeter(num_videos=3, num_clips=2, num_cls=3, ensemble_method=method)
     meter.update_stats(CLIP_PREDS[:3], torch.tensor([1, 1, 2]), torch.tensor([0, 1, 2]))
     meter.add_skipped(3)
     stats = meter.finalize_metrics(ks=(1,))
@@ -172,7 +171,7 @@ def test_test_meter_scores_videos_on_the_clips_they_got(method, top1, logged):
 
 
 def test_test_meter_video_results_of_verb_noun_labels():
-    meter = TestMeter(num_videos=2, num_clips=1, num_cls=[2, 3])
+    meter = video_meter.TestMeter(num_videos=2, num_clips=1, num_cls=[2, 3])
     meter.update_stats({"verb": torch.ones(1, 2), "noun": torch.ones(1, 3)},
                        {"verb": torch.tensor([1]), "noun": torch.tensor([2])}, torch.tensor([1]))
     scores, labels = meter.video_results()
@@ -181,7 +180,7 @@ def test_test_meter_video_results_of_verb_noun_labels():
 
 
 def test_test_meter_rejects_inconsistent_inputs():
-    meter = TestMeter(num_videos=2, num_clips=2, num_cls=3)
+    meter = video_meter.TestMeter(num_videos=2, num_clips=2, num_cls=3)
     meter.update_stats(CLIP_PREDS[:1], torch.tensor([1]), CLIP_IDS[:1])
     with pytest.raises(ValueError, match="different labels"):
         meter.update_stats(CLIP_PREDS[1:2], torch.tensor([2]), CLIP_IDS[1:2])
@@ -192,11 +191,11 @@ def test_test_meter_rejects_inconsistent_inputs():
     with pytest.raises(KeyError, match="tasks"):
         meter.update_stats({"verb": CLIP_PREDS}, {"verb": torch.zeros(4, dtype=torch.long)}, CLIP_IDS)
     with pytest.raises(KeyError, match="num_cls"):
-        TestMeter(num_videos=2, num_clips=2, num_cls=[3, 4]).update_stats(CLIP_PREDS, CLIP_LABELS, CLIP_IDS)
+        video_meter.TestMeter(num_videos=2, num_clips=2, num_cls=[3, 4]).update_stats(CLIP_PREDS, CLIP_LABELS, CLIP_IDS)
     with pytest.raises(RuntimeError, match="before any update_stats"):
-        TestMeter(num_videos=2, num_clips=2, num_cls=3).finalize_metrics()
+        video_meter.TestMeter(num_videos=2, num_clips=2, num_cls=3).finalize_metrics()
     with pytest.raises(ValueError, match="DATA.ENSEMBLE_METHOD"):
-        TestMeter(num_videos=1, num_clips=1, num_cls=2, ensemble_method="mean")
+        video_meter.TestMeter(num_videos=1, num_clips=1, num_cls=2, ensemble_method="mean")
 
 
 def test_episode_meter_mean_and_ci95():
