@@ -25,6 +25,7 @@ from ego_fsar.utils import distributed as du
 from ego_fsar.utils.atomic_file import atomic_write
 from ego_fsar.utils.episode_meter import EpisodeMeter
 from ego_fsar.utils.logging import get_logger, log_json_stats
+from ego_fsar.utils.tensorboard import TensorboardWriter
 
 from .episode_runner import run_episodes
 from .episodic_validation import pool_labels
@@ -36,7 +37,12 @@ HISTOGRAM_PNG = "episode_accuracy_hist.png"
 
 
 def _save_outputs(cfg: CfgNode, episodes: List[Episode], accs: List[Optional[float]], summary: Dict) -> None:
-    """Every episode's classes and accuracy (EPISODES_JSON, written atomically) and their histogram."""
+    """Every episode's classes and accuracy (EPISODES_JSON, written atomically), their histogram, and each
+    accuracy (%) as TensorBoard's `Test/episode_acc` at its episode index."""
+    with TensorboardWriter(cfg) as writer:
+        for episode, acc in zip(episodes, accs):
+            if acc is not None:
+                writer.add_scalars({"Test/episode_acc": 100.0 * acc}, episode.index)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     record = {"summary": summary, "episodes": [
         {"index": ep.index, "class_ids": list(map(int, ep.class_ids)), "acc": acc} for ep, acc in zip(episodes, accs)

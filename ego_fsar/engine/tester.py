@@ -14,6 +14,7 @@ from ego_fsar.utils import distributed as du
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, setup_logging
 from ego_fsar.utils.metrics import SINGLE_TASK
+from ego_fsar.utils.tensorboard import TensorboardWriter
 from ego_fsar.utils.video_meter import TestMeter
 
 from .common import channels_last_3d, inputs_to, progress
@@ -123,7 +124,8 @@ def build_fewshot_parts(cfg: CfgNode) -> Tuple[torch.nn.Module, torch.nn.Module,
 
 def test(cfg: CfgNode) -> Dict:
     """Build the model, load the test checkpoint (PySlowFast precedence) and run TEST.PROTOCOL. With
-    FEW_SHOT.FEATURE_STORE the episodic test reads the store and no model is built."""
+    FEW_SHOT.FEATURE_STORE the episodic test reads the store and no model is built. The protocol's record
+    (also in json_stats) goes to TensorBoard as `Test/<field>`."""
     if cfg.TEST.PROTOCOL not in _PROTOCOLS:
         raise ValueError(f"TEST.PROTOCOL must be one of {sorted(_PROTOCOLS)}, got {cfg.TEST.PROTOCOL!r}")
     seed_everything(cfg.RNG_SEED)
@@ -132,5 +134,9 @@ def test(cfg: CfgNode) -> Dict:
         if cfg.TEST.PROTOCOL != "episodic":
             raise ValueError(f"FEW_SHOT.FEATURE_STORE {cfg.FEW_SHOT.FEATURE_STORE!r} is read by the episodic test "
                              f"only: set TEST.PROTOCOL episodic (it is {cfg.TEST.PROTOCOL!r}) or FEW_SHOT.FEATURE_STORE ''")
-        return episodic_test(cfg, None)
-    return _PROTOCOLS[cfg.TEST.PROTOCOL](cfg, build_test_model(cfg)[0])
+        summary = episodic_test(cfg, None)
+    else:
+        summary = _PROTOCOLS[cfg.TEST.PROTOCOL](cfg, build_test_model(cfg)[0])
+    with TensorboardWriter(cfg) as writer:
+        writer.add_scalars({f"Test/{key}": value for key, value in summary.items()})
+    return summary

@@ -1,4 +1,9 @@
-"""TensorBoard scalars (master process only, when TENSORBOARD.ENABLE)."""
+"""TensorBoard scalars (master process only, when TENSORBOARD.ENABLE).
+
+Tags: `Train/*` (per iteration and per epoch), `Val/*` (per epoch), `Test/*` (the test record of any
+TEST.PROTOCOL; the episodic test adds `Test/episode_acc` per episode index) and `Features/*` (the
+feature-extraction record), in OUTPUT_DIR/TENSORBOARD.LOG_DIR (default `runs-<TRAIN.DATASET>`).
+"""
 import os
 from typing import Dict, Optional
 
@@ -8,7 +13,8 @@ from . import distributed as du
 
 
 class TensorboardWriter:
-    """Thin wrapper of `SummaryWriter` that is a no-op when disabled or off the master process."""
+    """Thin wrapper of `SummaryWriter` that is a no-op when disabled or off the master process; a context
+    manager that closes it."""
 
     def __init__(self, cfg: CfgNode):
         self.writer = None
@@ -27,6 +33,12 @@ class TensorboardWriter:
         for key, value in scalars.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(key, value, global_step)
+
+    def __enter__(self) -> "TensorboardWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.writer is not None:

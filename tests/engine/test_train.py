@@ -16,6 +16,7 @@ from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils import distributed as du
 from ego_fsar.utils.launch import free_port, launch_job
 from tests.paths import REPO_ROOT
+from tests.tensorboard_events import read_scalars
 
 
 def tiny_train_cfg(cfg, out_dir, arch="slow"):
@@ -78,6 +79,11 @@ def test_train_then_episodic_test(cfg, tmp_path):
     assert "acc = " in log and "(95% CI, 6 episodes)" in log
     assert os.path.isfile(os.path.join(tmp_path, "episodes.json"))
     assert os.path.isfile(os.path.join(tmp_path, "episode_accuracy_hist.png"))
+    scalars = read_scalars(str(tmp_path))
+    assert {"Train/loss", "Train/epoch_loss", "Val/top1_err"} <= set(scalars)
+    assert scalars["Test/acc"] == [(0, pytest.approx(summary["acc"]))] and scalars["Test/episodes"] == [(0, 6.0)]
+    episode_accs = [100.0 * e["acc"] for e in json.load(open(os.path.join(tmp_path, "episodes.json")))["episodes"]]
+    assert scalars["Test/episode_acc"] == [(i, pytest.approx(acc)) for i, acc in enumerate(episode_accs)]
 
 
 def test_multiview_test(cfg, tmp_path):

@@ -24,6 +24,7 @@ from ego_fsar.utils.env import seed_everything
 from tests.egotoy import egotoy_cfg
 from tests.engine.test_fewshot import classifier_cfg, fewshot_cfg, vit_fewshot_cfg
 from tests.engine.test_unreadable_clips import break_clip
+from tests.tensorboard_events import read_scalars
 
 
 def _store_cfg(cfg, tmp_path, make=fewshot_cfg, head="ProtoNet"):
@@ -179,8 +180,14 @@ def test_a_corrupt_clip_is_listed_as_failed_and_its_episodes_dropped(egotoy_root
     cfg.DATA_LOADER.MAX_RETRIES = 0
     cached = run_test(cfg)
     assert cached["skipped_clips"] == 1 and cached["dropped_episodes"] > 0
+    cfg.TENSORBOARD.ENABLE = True
     extract_job(cfg, out=str(tmp_path / "store"))
     store = FeatureStore(str(tmp_path / "store"))
+    [record] = [r for r in map(json.loads, open(tmp_path / "out" / "json_stats.log")) if r["_type"] == "feature_extraction"]
+    assert {k: record[k] for k in ("items", "readable", "failed", "shards_written")} == {
+        "items": 24, "readable": 23, "failed": 1, "shards_written": 3} and record["seconds"] > 0
+    scalars = read_scalars(str(tmp_path / "out"))
+    assert scalars["Features/failed"] == [(0, 1.0)] and scalars["Features/readable"] == [(0, 23.0)]
     [failed] = store.failed
     assert failed["item"] == 5 and failed["path"].startswith(os.path.dirname(first_frame) + os.sep)
     assert f"{failed['path']}: cannot read frame" in failed["reason"] and 5 not in store.rows and len(store.rows) == 23
