@@ -72,7 +72,8 @@ class BestCheckpoint:
             return True
         return value < self.best if self.minimise else value > self.best
 
-    def step(self, val_stats: Dict, model: torch.nn.Module, optimizer, cur_epoch: int, scaler=None) -> bool:
+    def step(self, val_stats: Dict, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer], cur_epoch: int,
+             scaler: Optional[torch.amp.GradScaler] = None) -> bool:
         """Save the model as the best checkpoint if `val_stats` improves the metric; returns whether
         it did. Called on every process (saving is collective-safe)."""
         if not self.improves(val_stats):

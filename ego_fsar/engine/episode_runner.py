@@ -10,11 +10,11 @@ tube masks of MASK.RATIO, view v of clip c masked by `clip_tube_masks(..., c, v)
 batch and process); support clips use view 0, queries all V views, whose head probabilities are averaged
 (heads that declare `QUERY_VIEWS`, e.g. LogReg).
 """
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import default_collate
+from torch.utils.data import Dataset, default_collate
 
 from ego_fsar.datasets.episodes import Episode
 from ego_fsar.datasets.utils import SkippedItem
@@ -40,7 +40,7 @@ def _episode_parts(views: List[BackboneOutput], support_rows, query_rows):
     return views[0].index(support_rows), (query if len(query) > 1 else query[0])
 
 
-def extract_features(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
+def extract_features(backbone: torch.nn.Module, dataset: Dataset, indices: Sequence[int], cfg: CfgNode,
                      desc: str = "features") -> BackboneOutput:
     """Backbone outputs (on CPU) of `dataset[i]` for `indices`, in that order, computed by this process
     (masked inference: the first view); raises when a clip cannot be read."""
@@ -51,7 +51,7 @@ def extract_features(backbone: torch.nn.Module, dataset, indices: Sequence[int],
     return features[0]
 
 
-def build_feature_cache(backbone, dataset, indices: List[int], cfg: CfgNode
+def build_feature_cache(backbone: torch.nn.Module, dataset: Dataset, indices: List[int], cfg: CfgNode
                         ) -> Tuple[Optional[List[BackboneOutput]], Dict[int, int]]:
     """Extract every clip of `indices` (dataset of one view per clip) once, split among ranks, and
     gather the result on all ranks.
@@ -65,8 +65,9 @@ def build_feature_cache(backbone, dataset, indices: List[int], cfg: CfgNode
     return cat_views([f for f, _ in gathered if f is not None]), {clip: row for row, clip in enumerate(order)}
 
 
-def episode_accuracy(head, support: BackboneOutput, query, episode: Episode,
-                     class_names, device: torch.device) -> float:
+def episode_accuracy(head: torch.nn.Module, support: BackboneOutput,
+                     query: Union[BackboneOutput, List[BackboneOutput]], episode: Episode,
+                     class_names: Optional[List[str]], device: torch.device) -> float:
     """Fraction of `episode`'s queries that `head` classifies right, from the support [N*K] and query
     [N*Q] features (a list of views with masked inference; `class_names`: the episode classes' names,
     for heads that read class text)."""
@@ -77,7 +78,7 @@ def episode_accuracy(head, support: BackboneOutput, query, episode: Episode,
     return (out["logits"].argmax(1) == query_labels).float().mean().item()
 
 
-def episode_class_names(dataset, episode: Episode) -> Optional[List[str]]:
+def episode_class_names(dataset: Dataset, episode: Episode) -> Optional[List[str]]:
     """Names of `episode`'s classes in episode order (None when `dataset` has no class names)."""
     names = getattr(dataset, "class_names", None)
     return [names[c] for c in episode.class_ids] if names else None
@@ -100,7 +101,8 @@ def _episode_features(backbone, dataset, episode: Episode, cfg: CfgNode, device:
 
 
 @torch.no_grad()
-def run_episodes(backbone, head, dataset, episodes: List[Episode], cfg: CfgNode,
+def run_episodes(backbone: Optional[torch.nn.Module], head: torch.nn.Module, dataset: Dataset,
+                 episodes: List[Episode], cfg: CfgNode,
                  unreadable: Optional[Set[int]] = None, store: Optional[FeatureStore] = None
                  ) -> List[Optional[float]]:
     """Accuracy of each episode of `episodes` (this process's share), in order; None for an episode

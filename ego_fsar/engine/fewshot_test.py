@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
+from torch.utils.data import Dataset
 
 from ego_fsar.datasets import build_dataset
 from ego_fsar.datasets.episodes import Episode, episodes_for_cfg, split_for_rank
@@ -68,7 +69,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def open_feature_store(cfg: CfgNode, dataset) -> FeatureStore:
+def open_feature_store(cfg: CfgNode, dataset: Dataset) -> FeatureStore:
     """The store at FEW_SHOT.FEATURE_STORE, refused (StoreMismatchError naming each field) unless it holds
     the features of TEST.DATASET's TEST.SPLIT that this run's backbone, checkpoint and config give."""
     store = FeatureStore(cfg.FEW_SHOT.FEATURE_STORE)

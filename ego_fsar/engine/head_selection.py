@@ -7,7 +7,7 @@ predicts the same without training; any other must come from a checkpoint (TEST.
 turns the refusal into a warning). With a feature store no backbone is built: `stored_features_head`
 loads only the head's weights.
 """
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -37,7 +37,7 @@ def _check_trained(head: torch.nn.Module, untrained: str, cfg: CfgNode) -> None:
     logger.warning("%s; testing its random weights (TEST.ALLOW_UNTRAINED_HEAD True)", message)
 
 
-def fewshot_parts(model: torch.nn.Module, cfg: CfgNode):
+def fewshot_parts(model: torch.nn.Module, cfg: CfgNode) -> Tuple[torch.nn.Module, torch.nn.Module]:
     """(backbone, few-shot head) of a model: its own head for FewShot models, else `HEAD.NAME` built
     on the backbone's width (e.g. ProtoNet on a pre-trained classifier's backbone).
 

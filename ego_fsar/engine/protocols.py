@@ -3,12 +3,13 @@
 The train loop is the same for every protocol; a protocol only says which loader to build for a
 split and how one batch becomes `(outputs, labels, batch_size)`.
 """
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple, Type, Union
 
 import torch
 from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets import loader
+from ego_fsar.datasets.loader import EpochLoader
 
 from .common import inputs_to, model_batch_entries, to_device
 
@@ -20,18 +21,18 @@ class SupervisedProtocol:
     loss is then the model's own `loss_*` outputs."""
 
     @staticmethod
-    def loader(cfg: CfgNode, split: str):
+    def loader(cfg: CfgNode, split: str) -> EpochLoader:
         return loader.construct_loader(cfg, split)
 
     @staticmethod
-    def forward(model, batch: Dict, device: torch.device, cfg: CfgNode) -> Tuple[Dict, Any, int]:
+    def forward(model: torch.nn.Module, batch: Dict, device: torch.device, cfg: CfgNode) -> Tuple[Dict, Any, int]:
         inputs = inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
         outputs = model(inputs, **model_batch_entries(model, batch, device))
         labels = to_device(batch["label"], device) if "label" in batch else None
         return outputs, labels, inputs[0].size(0)
 
     @staticmethod
-    def bn_inputs(batch: Dict, device: torch.device, cfg: CfgNode):
+    def bn_inputs(batch: Dict, device: torch.device, cfg: CfgNode) -> List[torch.Tensor]:
         return inputs_to(batch["inputs"], device, cfg.TRAIN.CHANNELS_LAST)
 
     @staticmethod
@@ -55,7 +56,7 @@ class EpisodicProtocol:
     `FEW_SHOT.VAL_EPISODES` fixed validation episodes, `FEW_SHOT.TASKS_PER_BATCH` episodes per step."""
 
     @staticmethod
-    def loader(cfg: CfgNode, split: str):
+    def loader(cfg: CfgNode, split: str) -> EpochLoader:
         num = cfg.FEW_SHOT.TRAIN_EPISODES if split == cfg.DATA.TRAIN_SPLIT else cfg.FEW_SHOT.VAL_EPISODES
         return loader.construct_episode_loader(cfg, split, num_episodes=num)
 
@@ -71,12 +72,12 @@ class EpisodicProtocol:
         }
 
     @classmethod
-    def forward(cls, model, batch: Dict, device: torch.device, cfg: CfgNode) -> Tuple[Dict, Any, int]:
+    def forward(cls, model: torch.nn.Module, batch: Dict, device: torch.device, cfg: CfgNode) -> Tuple[Dict, Any, int]:
         episode = cls.episode_to(batch, device, cfg)
         return model(episode), episode["query_labels"], episode["query_labels"].numel()
 
     @classmethod
-    def bn_inputs(cls, batch: Dict, device: torch.device, cfg: CfgNode):
+    def bn_inputs(cls, batch: Dict, device: torch.device, cfg: CfgNode) -> Dict:
         return cls.episode_to(batch, device, cfg)
 
     @staticmethod
@@ -96,7 +97,7 @@ class EpisodicProtocol:
 PROTOCOLS = {"supervised": SupervisedProtocol, "episodic": EpisodicProtocol}
 
 
-def get_protocol(cfg: CfgNode):
+def get_protocol(cfg: CfgNode) -> Type[Union[SupervisedProtocol, EpisodicProtocol]]:
     if cfg.TRAIN.PROTOCOL not in PROTOCOLS:
         raise ValueError(f"TRAIN.PROTOCOL must be one of {sorted(PROTOCOLS)}, got {cfg.TRAIN.PROTOCOL!r}")
     return PROTOCOLS[cfg.TRAIN.PROTOCOL]

@@ -1,26 +1,27 @@
 """Training (PySlowFast's train_net) for every protocol (supervised batches or episodes): epochs,
 periodic validation with a best-on-val checkpoint, periodic checkpoints, auto-resume, mixed
 precision, gradient accumulation and clipping."""
-from typing import Dict, Mapping
+from typing import Callable, Dict, Mapping, Optional, Tuple, Type, Union
 
 import torch
 from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from fvcore.common.config import CfgNode
 from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
+from torch.utils.data import DataLoader
 
 from ego_fsar.datasets import loader
 from ego_fsar.models import build_model
 from ego_fsar.models import optimizer as optim
 from ego_fsar.models.backbones.norm_helper import convert_sync_batchnorm
 from ego_fsar.models.freeze import apply_freeze, freeze_norm_statistics
-from ego_fsar.models.losses import build_loss
+from ego_fsar.models.losses import Criterion, build_loss
 from ego_fsar.models.lr_policy import get_lr_at_epoch
 from ego_fsar.models.stats import log_model_info
 from ego_fsar.utils import checkpoint as cu
 from ego_fsar.utils import distributed as du
 from ego_fsar.utils import metrics
-from ego_fsar.utils.amp import amp_policy, make_grad_scaler
+from ego_fsar.utils.amp import AmpPolicy, amp_policy, make_grad_scaler
 from ego_fsar.utils.env import device_for, seed_everything
 from ego_fsar.utils.logging import get_logger, log_json_stats, setup_logging
 from ego_fsar.utils.meters import TrainMeter, ValMeter
@@ -29,7 +30,7 @@ from ego_fsar.utils.tensorboard import TensorboardWriter
 from .best_checkpoint import BestCheckpoint
 from .common import channels_last_3d, progress
 from .episodic_validation import EpisodicValidation
-from .protocols import get_protocol
+from .protocols import EpisodicProtocol, SupervisedProtocol, get_protocol
 from .step import run_step
 
 logger = get_logger(__name__)
@@ -85,8 +86,10 @@ def _epoch_counts(counts: Dict[str, float], cur_epoch: int) -> Dict[str, int]:
     return totals
 
 
-def train_epoch(data_loader, model, optimizer, scaler, criterion, meter: TrainMeter, cur_epoch: int,
-                cfg: CfgNode, policy, writer: TensorboardWriter, device: torch.device, protocol) -> Dict:
+def train_epoch(data_loader: DataLoader, model: nn.Module, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, criterion: Criterion, meter: TrainMeter, cur_epoch: int,
+                cfg: CfgNode, policy: AmpPolicy, writer: TensorboardWriter, device: torch.device,
+                protocol: Type[Union[SupervisedProtocol, EpisodicProtocol]]) -> Dict:
     """One epoch of training. Raises FloatingPointError (naming epoch and iteration) at the first
     non-finite loss, gradient (unless a GradScaler skips such steps) or weight."""
     model.train()
@@ -154,8 +157,8 @@ def _val_part(model, batch: Dict, device: torch.device, cfg: CfgNode, protocol) 
 
 
 @torch.no_grad()
-def eval_epoch(data_loader, model, meter: ValMeter, cur_epoch: int, cfg: CfgNode,
-               device: torch.device, protocol) -> Dict:
+def eval_epoch(data_loader: DataLoader, model: nn.Module, meter: ValMeter, cur_epoch: int, cfg: CfgNode,
+               device: torch.device, protocol: Type[Union[SupervisedProtocol, EpisodicProtocol]]) -> Dict:
     """Top-1/top-5 error on the validation split (single view per clip, or val episodes), or mAP
     with DATA.MULTI_LABEL. Each batch's shares are gathered from every process (they may differ in
     size: unreadable clips are left out and counted) and weighted by their sizes."""
@@ -192,7 +195,8 @@ def _precise_bn(data_loader, model, cfg: CfgNode, device: torch.device, protocol
     update_bn_stats(model, batches, min(cfg.BN.NUM_BATCHES_PRECISE, len(data_loader)))
 
 
-def build_validation(cfg: CfgNode, device: torch.device, protocol):
+def build_validation(cfg: CfgNode, device: torch.device, protocol: Type[Union[SupervisedProtocol, EpisodicProtocol]]
+                     ) -> Optional[Callable[[nn.Module, int], Dict]]:
     """`validate(model, cur_epoch) -> val stats`, or None with TRAIN.EVAL_PERIOD 0: the training
     protocol's `eval_epoch` on DATA.VAL_SPLIT, or with TRAIN.VAL_PROTOCOL "episodic" the few-shot test's
     episodes (`EpisodicValidation`, e.g. for a model trained on unlabelled clips)."""
@@ -222,7 +226,8 @@ def wrap_ddp(model: nn.Module, cfg: CfgNode, device: torch.device) -> nn.paralle
     return model
 
 
-def build_train_model(cfg: CfgNode):
+def build_train_model(cfg: CfgNode
+                      ) -> Tuple[nn.Module, torch.optim.Optimizer, torch.amp.GradScaler, AmpPolicy, torch.device]:
     """Model (frozen parts applied, moved, BatchNorm made SyncBatchNorm with BN.NORM_TYPE sync_batchnorm
     on GPUs, DDP-wrapped when distributed), optimizer, scaler, policy."""
     model = build_model(cfg)
