@@ -9,7 +9,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ego_fsar.datasets.utils import DecodeError, SkippedItem, collate_skipping
@@ -69,7 +69,7 @@ class FeatureBatch(NamedTuple):
 
 
 @torch.no_grad()
-def iter_features(backbone: torch.nn.Module, dataset, batches: List[List[int]], cfg: CfgNode
+def iter_features(backbone: torch.nn.Module, dataset: Dataset, batches: List[List[int]], cfg: CfgNode
                   ) -> Iterator[FeatureBatch]:
     """A FeatureBatch for each batch of dataset items in `batches`, in order."""
     device = device_for(cfg)
@@ -84,7 +84,7 @@ def iter_features(backbone: torch.nn.Module, dataset, batches: List[List[int]], 
         yield FeatureBatch([i for i in items if i not in bad], views, batch.get("meta", {}), skipped)
 
 
-def extract_readable(backbone: torch.nn.Module, dataset, indices: Sequence[int], cfg: CfgNode,
+def extract_readable(backbone: torch.nn.Module, dataset: Dataset, indices: Sequence[int], cfg: CfgNode,
                      desc: str) -> Tuple[Optional[List[BackboneOutput]], List[int]]:
     """Backbone outputs (on CPU, one per view, see `backbone_views`; None when there are none) of the
     readable items among `dataset[i]` for `indices`, computed by this process, and those items
@@ -129,7 +129,8 @@ def _clip_bar(total: int, desc: str):
                 disable=not du.is_master_proc())
 
 
-def extract_store(backbone: torch.nn.Module, dataset, cfg: CfgNode, store_dir: str, identity: Dict) -> List[int]:
+def extract_store(backbone: torch.nn.Module, dataset: Dataset, cfg: CfgNode, store_dir: str,
+                  identity: Dict) -> List[int]:
     """Write this process's missing shards of the store of `dataset` at `store_dir` (store.json
     written or checked against `identity` by the master first). Returns the shards written."""
     size, total = cfg.FEATURES.SHARD_SIZE, len(dataset)

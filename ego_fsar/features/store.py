@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -130,7 +130,7 @@ class StoredView:
             out[chosen] = self.shards[shard][stem][self.local_row[unique[chosen]]]
         return torch.from_numpy(out)[torch.from_numpy(inverse.reshape(-1))]
 
-    def index(self, rows) -> BackboneOutput:
+    def index(self, rows: Union[torch.Tensor, np.ndarray, Sequence]) -> BackboneOutput:
         """Rows `rows` (tensor or nested sequence of store rows, shape R) of every field, as CPU tensors
         [*R, ...]."""
         rows = np.asarray(rows, dtype=np.int64)
