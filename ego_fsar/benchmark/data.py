@@ -7,14 +7,14 @@ import argparse
 import importlib.util
 import os
 from fractions import Fraction
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Type, Union
 
 import av
 import numpy as np
 from fvcore.common.config import CfgNode
 
 from ego_fsar.datasets import build_dataset
-from ego_fsar.datasets.decoder import DECODER_REGISTRY
+from ego_fsar.datasets.decoder import DECODER_REGISTRY, DecordReader, FrameFolderReader, PyAVReader
 from ego_fsar.datasets.sampling import sample_frame_indices
 from ego_fsar.datasets.utils import DecodeError
 from ego_fsar.utils.parser import positive_int
@@ -42,7 +42,8 @@ def keyframe_indices(path: str) -> np.ndarray:
     return np.array(sorted(keys), dtype=np.int64)
 
 
-def decoded_frames(reader_class, path: str, indices: np.ndarray, keyframes: Dict[str, np.ndarray]) -> int:
+def decoded_frames(reader_class: Type[Union[FrameFolderReader, DecordReader, PyAVReader]], path: str,
+                   indices: np.ndarray, keyframes: Dict[str, np.ndarray]) -> int:
     """Frames a read of `indices` decodes: the files it opens (frame folders), or the frames from the
     keyframe at or before its first index to its last index (video files)."""
     if reader_class.FRAME_FOLDER:
@@ -72,7 +73,7 @@ def _dataset_jobs(cfg: CfgNode, num: int) -> List[Tuple[str, np.ndarray]]:
 
 def _decode_row(cfg: CfgNode, reader_class, jobs: List[Tuple[str, np.ndarray]]) -> Row:
     """Clip reads (opening the reader each time, as a dataset item does) and whole-video decodes."""
-    def read(path, indices):
+    def read(path: str, indices: np.ndarray) -> np.ndarray:
         return reader_class(path, cfg).read(indices)
 
     read(*jobs[0])  # warm-up: library initialisation and file cache

@@ -24,7 +24,7 @@ import os
 import statistics
 import sys
 import types
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ Step = Callable[[], object]
 
 def _standin_class(name: str) -> type:
     """A placeholder for a class PySlowFast imports but the compared SlowFast never builds."""
-    def fail(*_args, **_kwargs):
+    def fail(*_args, **_kwargs) -> NoReturn:
         raise RuntimeError(f"{name} is a stand-in of ego_fsar.benchmark.pyslowfast (its package is not installed)")
     return type(name.rsplit(".", 1)[-1], (nn.Module,), {"__init__": fail})
 
@@ -227,7 +227,7 @@ def reference_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bat
                          channels_last: bool) -> Step:
     """PySlowFast's train_net step, fp32: inputs to the layout, forward, cross-entropy, NaN check on the
     loss, zero_grad, backward, optimizer step."""
-    def step():
+    def step() -> None:
         inputs = inputs_to(batch["inputs"], torch.device("cpu"), channels_last)
         loss = F.cross_entropy(model(inputs), batch["label"])
         if torch.isnan(loss):
@@ -242,7 +242,7 @@ def reference_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, bat
 def inference_step(model: nn.Module, batch: Dict, channels_last: bool) -> Step:
     """Eval-mode forward without gradients (the model is put back in training mode after)."""
     @torch.no_grad()
-    def step():
+    def step() -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
         mode = model.training
         model.eval()
         try:

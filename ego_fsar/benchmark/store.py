@@ -22,7 +22,9 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
+import torch
 from fvcore.common.config import CfgNode
+from torch.utils.data import Dataset
 
 from ego_fsar.config import get_cfg
 from ego_fsar.datasets import build_dataset
@@ -67,7 +69,7 @@ def store_batches(cfg: CfgNode, num_items: int) -> List[List[int]]:
             for b in chunks(fs.shard_items(s, num_items, size), process_batch_size(cfg))]
 
 
-def forward_pass(backbone, dataset, batches: List[List[int]], cfg: CfgNode) -> int:
+def forward_pass(backbone: torch.nn.Module, dataset: Dataset, batches: List[List[int]], cfg: CfgNode) -> int:
     """Run the backbone over `batches` as the extraction does, keeping nothing; returns the clips read."""
     return sum(len(batch.items) for batch in iter_features(backbone, dataset, batches, cfg))
 

@@ -2,7 +2,8 @@
 stage of an engine function, rates and peak memory (accelerator or resident)."""
 import contextlib
 import time
-from typing import Callable, Iterator, List, Tuple
+import types
+from typing import Any, Callable, Iterator, List, Tuple
 
 import torch
 
@@ -28,12 +29,12 @@ def rate(count: float, seconds: float) -> str:
 
 
 @contextlib.contextmanager
-def time_calls(module, name: str, seconds: List[float]) -> Iterator[None]:
+def time_calls(module: types.ModuleType, name: str, seconds: List[float]) -> Iterator[None]:
     """Append the duration of every call of `module.name` made inside the block to `seconds`
     (measures one stage of an engine function without copying it)."""
     original = getattr(module, name)
 
-    def timed_call(*args, **kwargs):
+    def timed_call(*args, **kwargs) -> Any:
         tic = time.perf_counter()
         try:
             return original(*args, **kwargs)

@@ -21,6 +21,7 @@ from ego_fsar.models.heads.classification import ResNetBasicHead
 from ego_fsar.models.losses import build_loss
 from ego_fsar.models.stats import clip_shapes
 from ego_fsar.utils.env import device_for, seed_everything
+from ego_fsar.utils.metrics import Labels
 from ego_fsar.utils.parser import positive_int
 
 from . import pyslowfast
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training-loader batches timed for the data time against the step time (0: none)")
 
 
-def synthetic_labels(cfg: CfgNode, batch_size: int):
+def synthetic_labels(cfg: CfgNode, batch_size: int) -> Labels:
     """Random targets of the configured task: class indices [B], EPIC's {"verb", "noun"} for a list
     MODEL.NUM_CLASSES, or multi-hot [B, C] floats for DATA.MULTI_LABEL."""
     if isinstance(cfg.MODEL.NUM_CLASSES, (list, tuple)):
