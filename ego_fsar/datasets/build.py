@@ -1,4 +1,5 @@
 """Dataset registry and `build_dataset`."""
+from fvcore.common.config import CfgNode
 from fvcore.common.registry import Registry
 from torch.utils.data import Dataset
 
@@ -8,7 +9,7 @@ pathway tensors [C,T,H,W]), `label` (int or dict), `index`, `meta`. Each also ex
 (one label per clip, for episode sampling) and `class_names`."""
 
 
-def build_dataset(name: str, cfg, split: str) -> Dataset:
+def build_dataset(name: str, cfg: CfgNode, split: str) -> Dataset:
     """Build dataset `name` (case-insensitive, e.g. "egotoy", "EpicKitchens") for `split`."""
     names = {n.lower(): n for n, _ in DATASET_REGISTRY}
     if name.lower() not in names:

@@ -20,15 +20,20 @@ of all of them (the first included), e.g. {"rgb": [slow, fast], "flow": [...], "
 """
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
 import numpy as np
 from fvcore.common.config import CfgNode
 
 from .decoder import DECODER_REGISTRY
+from .frame_files import FrameFiles
 from .modalities import check_modalities, read_modalities, transform_modalities
+from .pose import HeatmapFrames
 from .sampling import sample_frame_indices
 from .utils import FailureTracker, RetryingDataset, pack_pathway_output
+
+if TYPE_CHECKING:
+    from .egotoy import KeypointFile
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class ClipDataset(RetryingDataset):
         """Where clip `clip`'s frames are."""
 
     @abstractmethod
-    def clip_label(self, clip: int):
+    def clip_label(self, clip: int) -> Union[int, Dict[str, int]]:
         """The training label of clip `clip` (int, or dict such as {"verb": v, "noun": n})."""
 
     @abstractmethod
@@ -105,12 +110,12 @@ class ClipDataset(RetryingDataset):
         """Decoded uint8 RGB frames [T,H,W,C] of temporal view `temporal` (-1: random) of `clip`."""
         return self.read_rgb(clip, self.frame_indices(clip, temporal))
 
-    def flow_frames(self, clip: int):
+    def flow_frames(self, clip: int) -> FrameFiles:
         """Reader of clip `clip`'s optical flow (frame_files.py); datasets with flow override it."""
         raise ValueError(f"{type(self).__name__} has no optical flow: remove 'flow' from DATA.MODALITIES "
                          f"{self.modalities}")
 
-    def pose_frames(self, clip: int):
+    def pose_frames(self, clip: int) -> Union[HeatmapFrames, "KeypointFile"]:
         """Reader of clip `clip`'s pose (pose.py); datasets with pose override it."""
         raise ValueError(f"{type(self).__name__} has no pose: remove 'pose' from DATA.MODALITIES {self.modalities}")
 

@@ -8,7 +8,7 @@ video readers seek to the keyframe before the first one and stop after the last 
 """
 import os
 from fractions import Fraction
-from typing import Sequence
+from typing import Sequence, Union
 
 import av
 import decord
@@ -162,6 +162,6 @@ class PyAVReader:
         return _gather(frames, indices)
 
 
-def open_video(cfg: CfgNode, path: str):
+def open_video(cfg: CfgNode, path: str) -> Union[FrameFolderReader, DecordReader, PyAVReader]:
     """A reader for `path` (video file or frame folder) with `cfg.DATA.DECODING_BACKEND`."""
     return DECODER_REGISTRY.get(cfg.DATA.DECODING_BACKEND)(path, cfg)

@@ -20,7 +20,8 @@ import csv
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from types import ModuleType
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -157,7 +158,7 @@ class EgoClip(RetryingDataset):
     def __len__(self) -> int:
         return len(self.narrations)
 
-    def negative_index(self, index: int, rng=np.random) -> int:
+    def negative_index(self, index: int, rng: Union[np.random.RandomState, ModuleType] = np.random) -> int:
         """A random other clip of `index`'s video starting within EGOVLP.NEG_WINDOW seconds of it; else any
         other clip of that video; else (a video of one clip) any other clip."""
         anchor = self.narrations[index]

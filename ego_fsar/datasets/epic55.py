@@ -19,7 +19,7 @@ of the unlabelled test sets have class -1 (TBN's convention). Class names from
 """
 import os
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Union
 
 from fvcore.common.config import CfgNode
 
@@ -120,7 +120,7 @@ class Epic55(ClipDataset):
             path += self.VIDEO_EXT
         return ClipSource(path, s.start_frame - 1, s.num_frames, self._fps.get(s.video_id))
 
-    def clip_label(self, clip: int):
+    def clip_label(self, clip: int) -> Union[int, Dict[str, int]]:
         return verb_noun_label(self.segments[clip], self._two_heads, self.labels[clip])
 
     def clip_meta(self, clip: int) -> Dict:

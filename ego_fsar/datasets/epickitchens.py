@@ -16,7 +16,7 @@ by DATA.EPIC_LABEL, which is also what `labels` (for episode sampling) and `clas
 import csv
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple, Union
 
 from fvcore.common.config import CfgNode
 
@@ -24,6 +24,9 @@ from .build import DATASET_REGISTRY
 from .clip import ClipDataset, ClipSource
 from .frame_files import FlowJpegFrames
 from .utils import AnnotationError
+
+if TYPE_CHECKING:
+    from .epic55 import Epic55Segment
 
 EPIC_COLUMNS = (
     "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp", "stop_timestamp",
@@ -70,7 +73,8 @@ def segment_values(row: Dict, columns: Iterable[str], int_columns: Iterable[str]
     return values
 
 
-def check_segment(segment, where: str, labelled: bool = True):
+def check_segment(segment: Union["EpicSegment", "Epic55Segment"], where: str,
+                  labelled: bool = True) -> Union["EpicSegment", "Epic55Segment"]:
     """`segment` (start_frame, stop_frame, verb_class, noun_class) if its frame range and class ids
     are valid, else an AnnotationError naming `where`."""
     if segment.start_frame < 1 or segment.stop_frame < segment.start_frame:
@@ -81,7 +85,8 @@ def check_segment(segment, where: str, labelled: bool = True):
     return segment
 
 
-def verb_noun_label(segment, two_heads: bool, label: int):
+def verb_noun_label(segment: Union["EpicSegment", "Epic55Segment"], two_heads: bool,
+                    label: int) -> Union[int, Dict[str, int]]:
     """An EPIC clip's training label: {"verb", "noun"} for two heads (MODEL.NUM_CLASSES a list), else
     `label` (the class DATA.EPIC_LABEL picks)."""
     return {"verb": segment.verb_class, "noun": segment.noun_class} if two_heads else label
@@ -241,7 +246,7 @@ class EpicKitchens(ClipDataset):
                               self.cfg.DATA.FRAME_TEMPLATE, self.flow_stride(s.video_id), repeat_last=True,
                               bound=self.cfg.DATA.FLOW_BOUND)
 
-    def clip_label(self, clip: int):
+    def clip_label(self, clip: int) -> Union[int, Dict[str, int]]:
         return verb_noun_label(self.segments[clip], self._two_heads, self.labels[clip])
 
     def clip_meta(self, clip: int) -> Dict:

@@ -26,12 +26,13 @@ from ego_fsar.models.methods.egoexo import BOX_COLUMNS
 from ego_fsar.utils.logging import get_logger
 
 from .build import DATASET_REGISTRY, build_dataset
+from .clip import ClipDataset
 from .utils import SkippedItem
 
 logger = get_logger(__name__)
 
 
-def clip_key(dataset, clip: int) -> str:
+def clip_key(dataset: ClipDataset, clip: int) -> str:
     """The key of clip `clip` in teacher and box files: `narration_id`, else `video_id`."""
     meta = dataset.clip_meta(clip)
     key = meta.get("narration_id", meta.get("video_id"))

@@ -17,7 +17,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class AnnotationError(ValueError):
     """A malformed annotation file; the message names the file and the line (or row)."""
 
 
-def read_json(path: str):
+def read_json(path: str) -> Any:
     """The parsed content of json file `path`; a missing or malformed file raises naming it."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"split file {path} does not exist")
@@ -51,7 +51,7 @@ class NamedRegistry:
         self._objects: Dict[str, Callable] = {}
 
     def register(self, name: str) -> Callable:
-        def deco(obj):
+        def deco(obj: Callable) -> Callable:
             if name in self._objects:
                 raise KeyError(f"{self.what} {name!r} is already registered")
             self._objects[name] = obj

@@ -19,12 +19,12 @@ a demo; `videos_from_arg` turns a command-line argument (folder, .txt list or on
 """
 import logging
 import os
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 from fvcore.common.config import CfgNode
 
 from .build import DATASET_REGISTRY
-from .decoder import DECODER_REGISTRY
+from .decoder import DECODER_REGISTRY, DecordReader, FrameFolderReader, PyAVReader
 from .utils import AnnotationError, DecodeError
 from .video_list import VideoListDataset, read_list_lines
 
@@ -62,7 +62,7 @@ def find_videos(root: str) -> List[str]:
     return sorted(found)
 
 
-def open_any(path: str, cfg: CfgNode):
+def open_any(path: str, cfg: CfgNode) -> Union[FrameFolderReader, DecordReader, PyAVReader]:
     """A reader (decoder.py) of `path`: the "frames" reader for a folder, else DATA.DECODING_BACKEND's
     (PyAV when that is "frames"). DecodeError when the video cannot be opened or has no frames."""
     if os.path.isdir(path):
