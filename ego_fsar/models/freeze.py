@@ -12,6 +12,7 @@ import logging
 import re
 from typing import List, Sequence, Tuple
 
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from .stats import count_parameters
@@ -29,7 +30,7 @@ def _compile(patterns: Sequence[str], key: str) -> List[re.Pattern]:
     return compiled
 
 
-def apply_freeze(model: nn.Module, cfg) -> Tuple[int, int]:
+def apply_freeze(model: nn.Module, cfg: CfgNode) -> Tuple[int, int]:
     """Set `requires_grad` by MODEL.FREEZE / MODEL.TRAINABLE; log and return (trainable, total)."""
     freeze = _compile(cfg.MODEL.FREEZE, "MODEL.FREEZE")
     keep = _compile(cfg.MODEL.TRAINABLE, "MODEL.TRAINABLE")

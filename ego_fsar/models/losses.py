@@ -9,6 +9,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from fvcore.common.registry import Registry
 
 from ego_fsar.utils.logging import get_logger
@@ -29,14 +30,14 @@ CLS_PART = "cls"
 
 
 @LOSS_REGISTRY.register()
-def cross_entropy(cfg) -> LossFn:
+def cross_entropy(cfg: CfgNode) -> LossFn:
     """Softmax cross-entropy on class indices [B], with LOSS.LABEL_SMOOTHING."""
     smoothing = cfg.LOSS.LABEL_SMOOTHING
     return lambda scores, labels: F.cross_entropy(scores, labels, label_smoothing=smoothing)
 
 
 @LOSS_REGISTRY.register()
-def soft_cross_entropy(cfg) -> LossFn:
+def soft_cross_entropy(cfg: CfgNode) -> LossFn:
     """Cross-entropy with soft targets [B, C] (rows are distributions), with LOSS.LABEL_SMOOTHING."""
     smoothing = cfg.LOSS.LABEL_SMOOTHING
 
@@ -57,13 +58,13 @@ def _binary(cfg, fn: LossFn, name: str) -> LossFn:
 
 
 @LOSS_REGISTRY.register()
-def bce(cfg) -> LossFn:
+def bce(cfg: CfgNode) -> LossFn:
     """Binary cross-entropy on probabilities [B, C] against multi-hot labels [B, C]."""
     return _binary(cfg, F.binary_cross_entropy, "bce")
 
 
 @LOSS_REGISTRY.register()
-def bce_logit(cfg) -> LossFn:
+def bce_logit(cfg: CfgNode) -> LossFn:
     """Binary cross-entropy on logits [B, C] against multi-hot labels [B, C]."""
     return _binary(cfg, F.binary_cross_entropy_with_logits, "bce_logit")
 
@@ -133,7 +134,7 @@ def _loss_weights(cfg) -> Dict[str, float]:
     return weights
 
 
-def build_loss(cfg) -> Criterion:
+def build_loss(cfg: CfgNode) -> Criterion:
     """The `Criterion` of MODEL.LOSS_FUNC (a LOSS_REGISTRY name) with LOSS.WEIGHTS."""
     if cfg.MODEL.LOSS_FUNC not in LOSS_REGISTRY:
         raise KeyError(f"MODEL.LOSS_FUNC '{cfg.MODEL.LOSS_FUNC}' is not in LOSS_REGISTRY "

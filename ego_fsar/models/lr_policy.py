@@ -2,10 +2,12 @@
 import math
 from typing import Callable, Dict
 
+from fvcore.common.config import CfgNode
+
 LrPolicy = Callable[[object, float], float]
 
 
-def lr_func_cosine(cfg, cur_epoch: float) -> float:
+def lr_func_cosine(cfg: CfgNode, cur_epoch: float) -> float:
     """Half cosine from SOLVER.BASE_LR to SOLVER.COSINE_END_LR at SOLVER.MAX_EPOCH.
 
     With SOLVER.COSINE_AFTER_WARMUP the cosine starts at SOLVER.WARMUP_EPOCHS instead of 0.
@@ -16,7 +18,7 @@ def lr_func_cosine(cfg, cur_epoch: float) -> float:
     return end_lr + (cfg.SOLVER.BASE_LR - end_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def get_step_index(cfg, cur_epoch: float) -> int:
+def get_step_index(cfg: CfgNode, cur_epoch: float) -> int:
     """Index of the SOLVER.STEPS interval holding `cur_epoch` (the last one from its start onwards).
 
     SOLVER.STEPS lists the start epoch of each interval: it begins with 0, increases, and pairs
@@ -31,12 +33,12 @@ def get_step_index(cfg, cur_epoch: float) -> int:
     return sum(1 for step in steps[1:] if cur_epoch >= step)
 
 
-def lr_func_steps_with_relative_lrs(cfg, cur_epoch: float) -> float:
+def lr_func_steps_with_relative_lrs(cfg: CfgNode, cur_epoch: float) -> float:
     """SOLVER.LRS[i] * SOLVER.BASE_LR in the i-th interval of SOLVER.STEPS."""
     return cfg.SOLVER.LRS[get_step_index(cfg, cur_epoch)] * cfg.SOLVER.BASE_LR
 
 
-def lr_func_constant(cfg, cur_epoch: float) -> float:
+def lr_func_constant(cfg: CfgNode, cur_epoch: float) -> float:
     """SOLVER.BASE_LR throughout."""
     return cfg.SOLVER.BASE_LR
 
@@ -55,13 +57,13 @@ def get_lr_func(lr_policy: str) -> LrPolicy:
     return LR_POLICIES[lr_policy]
 
 
-def get_warmup_start_lr(cfg) -> float:
+def get_warmup_start_lr(cfg: CfgNode) -> float:
     """SOLVER.BASE_LR * SOLVER.WARMUP_FACTOR when the factor is set, else SOLVER.WARMUP_START_LR."""
     factor = cfg.SOLVER.WARMUP_FACTOR
     return cfg.SOLVER.WARMUP_START_LR if factor is None else cfg.SOLVER.BASE_LR * factor
 
 
-def get_lr_at_epoch(cfg, cur_epoch: float) -> float:
+def get_lr_at_epoch(cfg: CfgNode, cur_epoch: float) -> float:
     """Learning rate at (fractional) epoch `cur_epoch` under SOLVER.LR_POLICY.
 
     Before SOLVER.WARMUP_EPOCHS the rate rises linearly from `get_warmup_start_lr(cfg)` to the

@@ -2,6 +2,7 @@
 from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ego_fsar.utils import distributed as du
@@ -44,7 +45,7 @@ OPTIMIZERS: Dict[str, Callable[[List[Dict], object], torch.optim.Optimizer]] = {
 }
 
 
-def param_groups(model: nn.Module, cfg) -> List[Dict]:
+def param_groups(model: nn.Module, cfg: CfgNode) -> List[Dict]:
     """Trainable parameters split by weight decay, PySlowFast's groups (empty groups dropped).
 
     - parameters of normalisation layers (NORM_TYPES): BN.WEIGHT_DECAY;
@@ -79,7 +80,7 @@ def param_groups(model: nn.Module, cfg) -> List[Dict]:
     return [{"params": ps, "weight_decay": weight_decay[k]} for k, ps in groups.items() if ps]
 
 
-def construct_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+def construct_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
     """SOLVER.OPTIMIZING_METHOD ("sgd", "adam", "adamw") over `param_groups(model, cfg)`, lr SOLVER.BASE_LR."""
     method = cfg.SOLVER.OPTIMIZING_METHOD
     if method not in OPTIMIZERS:
@@ -93,7 +94,7 @@ def set_lr(optimizer: torch.optim.Optimizer, new_lr: float) -> None:
         group["lr"] = new_lr
 
 
-def clip_gradients(params: Iterable[torch.Tensor], cfg) -> Optional[torch.Tensor]:
+def clip_gradients(params: Iterable[torch.Tensor], cfg: CfgNode) -> Optional[torch.Tensor]:
     """Clip gradients in place by SOLVER.CLIP_GRAD_VAL (each element) or SOLVER.CLIP_GRAD_L2NORM
     (global L2 norm); call it after `GradScaler.unscale_`.
 

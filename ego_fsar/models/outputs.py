@@ -1,6 +1,6 @@
 """The tensor contract between backbones and heads."""
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 
@@ -23,7 +23,7 @@ class BackboneOutput:
         hidden = None if self.hidden is None else [h[idx] for h in self.hidden]
         return BackboneOutput(self.pooled[idx], self.frames[idx], hidden)
 
-    def to(self, device) -> "BackboneOutput":
+    def to(self, device: Union[torch.device, str]) -> "BackboneOutput":
         hidden = None if self.hidden is None else [h.to(device) for h in self.hidden]
         return BackboneOutput(self.pooled.to(device), self.frames.to(device), hidden)
 
@@ -38,7 +38,7 @@ class BackboneOutput:
         )
 
 
-def as_backbone_output(x) -> BackboneOutput:
+def as_backbone_output(x: Union[BackboneOutput, torch.Tensor]) -> BackboneOutput:
     """Accept a BackboneOutput or a plain frame-feature tensor [N, T, D]."""
     if isinstance(x, BackboneOutput):
         return x

@@ -8,6 +8,7 @@ import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from fvcore.common.config import CfgNode
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 from torch import nn
@@ -22,7 +23,7 @@ def count_parameters(model: nn.Module) -> Tuple[int, int]:
     return total, trainable
 
 
-def clip_shapes(cfg, crop_size: Optional[int] = None) -> List[Tuple[int, int, int, int]]:
+def clip_shapes(cfg: CfgNode, crop_size: Optional[int] = None) -> List[Tuple[int, int, int, int]]:
     """(C, T, H, W) of each pathway of one clip: SlowFast's slow pathway has NUM_FRAMES / ALPHA
     frames (MODEL.ARCH in MODEL.MULTI_PATHWAY_ARCH), single-pathway models one tensor."""
     crop = crop_size or cfg.DATA.TRAIN_CROP_SIZE
@@ -78,7 +79,7 @@ def flops_per_clip(model: nn.Module, shapes: Sequence[Tuple[int, int, int, int]]
     return flops / 1e9
 
 
-def model_stats(model: nn.Module, cfg, crop_size: Optional[int] = None) -> Dict[str, float]:
+def model_stats(model: nn.Module, cfg: CfgNode, crop_size: Optional[int] = None) -> Dict[str, float]:
     """`params`, `trainable` (counts of the whole model) and `gflops`: the cost of encoding one clip,
     i.e. of `model.backbone` where there is one (few-shot and distillation models take episodes or
     batches, and a classifier's linear head adds well under 0.01 GFLOPs)."""
@@ -87,7 +88,7 @@ def model_stats(model: nn.Module, cfg, crop_size: Optional[int] = None) -> Dict[
     return {"params": total, "trainable": trainable, "gflops": flops_per_clip(encoder, clip_shapes(cfg, crop_size))}
 
 
-def log_model_info(model: nn.Module, cfg) -> Dict[str, float]:
+def log_model_info(model: nn.Module, cfg: CfgNode) -> Dict[str, float]:
     """Log parameters, trainable parameters and GFLOPs per clip (the start of run_net)."""
     stats = model_stats(model, cfg)
     shapes = " + ".join("x".join(map(str, s)) for s in clip_shapes(cfg))

@@ -4,6 +4,7 @@ from functools import lru_cache
 from typing import Callable, Dict, Sequence, Tuple
 
 import torch
+from fvcore.common.config import CfgNode
 
 from ego_fsar.utils.atomic_file import atomic_write
 
@@ -20,7 +21,7 @@ _ENCODERS: Dict[str, Tuple[Callable, int]] = {
 }
 
 
-def load_encoder(name: str):
+def load_encoder(name: str) -> torch.nn.Module:
     """A fresh copy of the sentence-transformers model of TEXT.ENCODER `name` (trainable, on the CPU)."""
     if name not in _ENCODERS:
         raise ValueError(f"TEXT.ENCODER: expected one of {sorted(_ENCODERS)}, got {name!r}")
@@ -55,7 +56,7 @@ class TextEncoder:
             self._cache = torch.load(self.cache_file, weights_only=True)
 
     @classmethod
-    def from_cfg(cls, cfg) -> "TextEncoder":
+    def from_cfg(cls, cfg: CfgNode) -> "TextEncoder":
         return cls(cfg.TEXT.ENCODER, cfg.TEXT.CACHE_DIR)
 
     def encode(self, names: Sequence[str], template: str) -> torch.Tensor:

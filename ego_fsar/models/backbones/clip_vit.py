@@ -15,6 +15,7 @@ token and the `proj` matrix. Names follow the ViT blocks of this package; the ch
 from typing import List
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...utils.position_tables import resize_grid_table
@@ -68,7 +69,7 @@ class CLIPViT(nn.Module):
         self._init_blocks(width, depth)
 
     @classmethod
-    def out_dim_from_cfg(cls, cfg) -> int:
+    def out_dim_from_cfg(cls, cfg: CfgNode) -> int:
         return cfg.VIT.PROJ_DIM or cfg.VIT.EMBED_DIM
 
     def _init_blocks(self, width: int, depth: int) -> None:

@@ -8,6 +8,7 @@ True where a token is hidden, so `tokens[~mask]` keeps the visible ones.
 from typing import Sequence
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import Tensor
 
 
@@ -21,7 +22,7 @@ class TubeMaskGenerator:
         self.generator = torch.Generator().manual_seed(seed)
 
     @classmethod
-    def from_cfg(cls, cfg) -> "TubeMaskGenerator":
+    def from_cfg(cls, cfg: CfgNode) -> "TubeMaskGenerator":
         """Ratio `MASK.RATIO`, seed `RNG_SEED`."""
         return cls(cfg.MASK.RATIO, cfg.RNG_SEED)
 

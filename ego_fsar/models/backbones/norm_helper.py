@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
+from fvcore.common.config import CfgNode
 from torch import nn
 
 BN_EPS = 1e-5
@@ -79,7 +80,7 @@ def _sync_group(group_size: int, world: int) -> Optional["dist.ProcessGroup"]:
     return dist.new_subgroups(group_size)[0]
 
 
-def convert_sync_batchnorm(model: nn.Module, cfg) -> nn.Module:
+def convert_sync_batchnorm(model: nn.Module, cfg: CfgNode) -> nn.Module:
     """With BN.NORM_TYPE sync_batchnorm in a GPU job of several processes: `model` with every BatchNorm
     replaced by torch's SyncBatchNorm (same parameters and statistics) over groups of BN.NUM_SYNC_DEVICES
     consecutive ranks, or over all ranks with BN.GLOBAL_SYNC (PySlowFast's semantics). Otherwise
@@ -105,7 +106,7 @@ def _sub_batchnorm(cfg) -> Callable[..., nn.Module]:
 _NORM_TYPES = {"batchnorm": _batchnorm, "sub_batchnorm": _sub_batchnorm, "sync_batchnorm": _batchnorm}
 
 
-def get_norm(cfg) -> NormFactory:
+def get_norm(cfg: CfgNode) -> NormFactory:
     """The norm layer factory of `BN.NORM_TYPE`: `norm(num_features) -> nn.Module`."""
     if cfg.BN.NORM_TYPE not in _NORM_TYPES:
         raise ValueError(f"BN.NORM_TYPE {cfg.BN.NORM_TYPE!r} is not supported; expected one of {sorted(_NORM_TYPES)}")

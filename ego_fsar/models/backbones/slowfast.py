@@ -10,6 +10,7 @@ from typing import Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ..build import BACKBONE_REGISTRY
@@ -92,12 +93,12 @@ class VideoResNet(nn.Module):
         init_weights(self, cfg.RESNET.ZERO_INIT_FINAL_BN, cfg.RESNET.ZERO_INIT_FINAL_CONV)
 
     @classmethod
-    def channel_divisors(cls, cfg) -> List[int]:
+    def channel_divisors(cls, cfg: CfgNode) -> List[int]:
         """Width of each pathway relative to RESNET.WIDTH_PER_GROUP (channels are divided by it)."""
         return [1]
 
     @classmethod
-    def out_dim_from_cfg(cls, cfg) -> int:
+    def out_dim_from_cfg(cls, cfg: CfgNode) -> int:
         """Width D of `pooled` / `frames`: res5 channels summed over pathways."""
         return sum(cfg.RESNET.WIDTH_PER_GROUP * 32 // d for d in cls.channel_divisors(cfg))
 
@@ -232,7 +233,7 @@ class SlowFast(VideoResNet):
     NUM_PATHWAYS = 2
 
     @classmethod
-    def channel_divisors(cls, cfg) -> List[int]:
+    def channel_divisors(cls, cfg: CfgNode) -> List[int]:
         if cfg.RESNET.WIDTH_PER_GROUP < cfg.SLOWFAST.BETA_INV:
             raise ValueError(
                 f"RESNET.WIDTH_PER_GROUP ({cfg.RESNET.WIDTH_PER_GROUP}) must be at least SLOWFAST.BETA_INV "

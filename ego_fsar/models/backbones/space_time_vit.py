@@ -19,6 +19,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from torch import nn
 from torchvision.ops import StochasticDepth
 
@@ -151,7 +152,7 @@ class SpaceTimeViT(nn.Module):
             block.zero_time_attention()
 
     @classmethod
-    def out_dim_from_cfg(cls, cfg) -> int:
+    def out_dim_from_cfg(cls, cfg: CfgNode) -> int:
         return cfg.VIT.EMBED_DIM
 
     def _positions(self, frames: int, height: int, width: int) -> torch.Tensor:

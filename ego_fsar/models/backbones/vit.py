@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from torch import nn
 from torchvision.ops import StochasticDepth
 
@@ -219,7 +220,7 @@ class VideoViT(nn.Module):
         self.apply(init_vit_weights)
 
     @classmethod
-    def out_dim_from_cfg(cls, cfg) -> int:
+    def out_dim_from_cfg(cls, cfg: CfgNode) -> int:
         return cfg.VIT.EMBED_DIM
 
     def _pos_table(self, grid: Tuple[int, int, int]) -> torch.Tensor:

@@ -6,6 +6,7 @@ the right shape; PySlowFast's fixed-kernel pooling returns wrong shapes at 112 p
 from typing import Dict, Sequence, Union
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...config.configurable import configurable
@@ -51,7 +52,7 @@ class ResNetBasicHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     @classmethod
-    def from_config(cls, cfg, in_dim: int) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         m = cfg.MODEL
         return {"in_dim": in_dim, "num_classes": m.NUM_CLASSES, "dropout_rate": m.DROPOUT_RATE,
                 "detach_final_fc": m.DETACH_FINAL_FC, "fc_init_std": m.FC_INIT_STD}

@@ -1,9 +1,10 @@
 """EMP-Net: enhancing multi-level post-reasoning for few-shot action recognition (Wu et al., ECCV 2024)."""
 import random
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...config.configurable import configurable
@@ -152,7 +153,7 @@ class EMPNet(nn.Module):
         self.text_proj = nn.Linear(self.text_encoder.dim, in_dim)
 
     @classmethod
-    def from_config(cls, cfg, in_dim: int) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         h = cfg.HEAD
         return {"in_dim": in_dim, "text_encoder": TextEncoder.from_cfg(cfg),
                 "templates": tuple(cfg.TEXT.TEMPLATES) or (cfg.TEXT.TEMPLATE,),
@@ -220,7 +221,8 @@ class EMPNet(nn.Module):
                  "token": self.fusion["token"](token[n_s:])}
         return {name: -otam_distance(query[name], support[name], self.lam) for name in LEVELS}
 
-    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
+                query: Union[BackboneOutput, torch.Tensor], n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         check_support_labels(support_labels, n_way)

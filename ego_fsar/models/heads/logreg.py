@@ -1,15 +1,16 @@
 """Support-set logistic regression, the evaluator of MM-CDFSL (Hatano et al., ECCV 2024)."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import as_backbone_output
+from ..outputs import BackboneOutput, as_backbone_output
 from .fewshot_utils import check_support_labels
 
 
@@ -36,7 +37,7 @@ class LogReg(nn.Module):
         self.c, self.max_iter, self.normalize = c, max_iter, normalize
 
     @classmethod
-    def from_config(cls, cfg, in_dim: int) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         h = cfg.HEAD
         return {"in_dim": in_dim, "c": h.LOGREG_C, "max_iter": h.LOGREG_MAX_ITER, "normalize": h.LOGREG_NORMALIZE}
 
@@ -49,7 +50,9 @@ class LogReg(nn.Module):
             pooled = F.normalize(pooled, dim=-1)
         return pooled.float().cpu().numpy()
 
-    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
+                query: Union[BackboneOutput, torch.Tensor, Sequence[Union[BackboneOutput, torch.Tensor]]],
+                n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         check_support_labels(support_labels, n_way)

@@ -1,12 +1,13 @@
 """OTAM: ordered temporal alignment (Cao et al., CVPR 2020)."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import as_backbone_output
+from ..outputs import BackboneOutput, as_backbone_output
 from .fewshot_utils import class_average, otam_distance
 
 
@@ -34,10 +35,11 @@ class OTAM(nn.Module):
         self.lam = lam
 
     @classmethod
-    def from_config(cls, cfg, in_dim: int) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         return {"in_dim": in_dim, "lam": cfg.HEAD.OTAM_LAMBDA}
 
-    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
+                query: Union[BackboneOutput, torch.Tensor], n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         s = as_backbone_output(support).frames

@@ -1,7 +1,8 @@
 """ProtoNet / TSN++ few-shot head on frame-averaged clip features."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...config.configurable import configurable
@@ -42,7 +43,7 @@ class ProtoNet(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(float(init_scale))) if metric == "cosine" else None
 
     @classmethod
-    def from_config(cls, cfg, in_dim: int) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         return {"in_dim": in_dim, "metric": cfg.HEAD.METRIC, "init_scale": cfg.HEAD.INIT_SCALE}
 
     @staticmethod
@@ -51,7 +52,8 @@ class ProtoNet(nn.Module):
         (the same logits; a feature cache stores this instead of every frame)."""
         return BackboneOutput(clips.pooled, clips.frames.mean(-2, keepdim=True))
 
-    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
+                query: Union[BackboneOutput, torch.Tensor], n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         s = as_backbone_output(support).frames.mean(-2)

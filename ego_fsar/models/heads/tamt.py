@@ -1,8 +1,9 @@
 """TAMT's global temporal-aware moment tuning (GTMT) with efficient long-short temporal
 covariance (ELSTC) (Wang et al., CVPR 2025)."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...config.configurable import configurable
@@ -97,7 +98,7 @@ class TAMT(nn.Module):
         self.head2 = nn.Linear(g4 * (-(-cov_dim // 2)) ** 2, in_dim)
 
     @classmethod
-    def from_config(cls, cfg, in_dim: int) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         h = cfg.HEAD
         return {"in_dim": in_dim, "reduce_dims": tuple(h.TAMT_REDUCE_DIMS), "groups": h.TAMT_GROUPS,
                 "num_frames": h.TAMT_NUM_FRAMES, "isqrt_iters": h.TAMT_ISQRT_ITERS,
@@ -126,7 +127,8 @@ class TAMT(nn.Module):
         x = self._conv_bn_relu(x, range(self.num_token_layers + 1, self.num_layers + 1))
         return out.pooled + self.head2(x.flatten(1))
 
-    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
+                query: Union[BackboneOutput, torch.Tensor], n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         s_out, q_out = as_backbone_output(support), as_backbone_output(query)

@@ -1,14 +1,15 @@
 """TRX: temporal-relational cross-transformers (Perrett et al., CVPR 2021)."""
 import math
 from itertools import combinations
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import as_backbone_output
+from ..outputs import BackboneOutput, as_backbone_output
 from .fewshot_utils import check_support_labels
 
 # Scale of TRX's sinusoid position encoding.
@@ -25,7 +26,7 @@ def sinusoid_encoding(length: int, dim: int, scale: float = 1.0) -> torch.Tensor
     return table * scale
 
 
-def frame_tuples(t: int, cardinality: int, device=None) -> torch.Tensor:
+def frame_tuples(t: int, cardinality: int, device: Optional[Union[torch.device, str]] = None) -> torch.Tensor:
     """All ordered frame-index tuples (combinations) of a T-frame clip: [C(T, cardinality), cardinality]."""
     return torch.tensor(list(combinations(range(t), cardinality)), dtype=torch.long, device=device)
 
@@ -86,12 +87,13 @@ class TRX(nn.Module):
         self.transformers = nn.ModuleList(TemporalCrossTransformer(in_dim, c, dim, dropout) for c in cardinalities)
 
     @classmethod
-    def from_config(cls, cfg, in_dim: int) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         h = cfg.HEAD
         return {"in_dim": in_dim, "cardinalities": tuple(h.TRX_CARDINALITIES), "dim": h.TRX_DIM,
                 "dropout": h.TRX_DROPOUT}
 
-    def forward(self, support, support_labels: torch.Tensor, query, n_way: int,
+    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
+                query: Union[BackboneOutput, torch.Tensor], n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         s = as_backbone_output(support).frames

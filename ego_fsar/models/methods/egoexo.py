@@ -51,6 +51,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ..build import MODEL_REGISTRY, build_backbone, build_head
@@ -154,7 +155,7 @@ class EgoExo(FlatBackboneModel):
         self._slow[:] = [outputs[0]]
 
     @classmethod
-    def synthetic_entries(cls, cfg, batch_size: int, shapes) -> Dict[str, torch.Tensor]:
+    def synthetic_entries(cls, cfg: CfgNode, batch_size: int, shapes: List[Tuple[int, ...]]) -> Dict[str, torch.Tensor]:
         """Random training targets for `batch_size` clips (tools/benchmark.py)."""
         boxes = torch.full((batch_size, cfg.EGOEXO.MAX_BOXES, BOX_COLUMNS), -1.0)
         boxes[:, 0] = torch.tensor([0, 0.2, 0.2, 0.6, 0.6, 0.9])
@@ -210,7 +211,7 @@ class EgoExo(FlatBackboneModel):
         return out
 
 
-def hoi_loss_mode(cfg) -> str:
+def hoi_loss_mode(cfg: CfgNode) -> str:
     """EGOEXO.HOI_LOSS_MODE, checked: "soft" (box scores as targets) or "hard" (1)."""
     mode = cfg.EGOEXO.HOI_LOSS_MODE
     if mode not in ("soft", "hard"):

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ..backbones.masking import TubeMaskGenerator
@@ -33,7 +34,7 @@ from ..build import MODEL_REGISTRY, build_backbone
 _STATS_KEYS = {"rgb": ("MEAN", "STD"), "flow": ("FLOW_MEAN", "FLOW_STD"), "pose": ("POSE_MEAN", "POSE_STD")}
 
 
-def modality_stats(cfg, modality: str, channels: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def modality_stats(cfg: CfgNode, modality: str, channels: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(mean, std) [C] that the dataset normalised modality `modality`'s C channels with."""
     mean, std = (torch.as_tensor(cfg.DATA[k], dtype=torch.float32) for k in _STATS_KEYS[modality])
     return mean.expand(channels).clone(), std.expand(channels).clone()

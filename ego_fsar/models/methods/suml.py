@@ -38,6 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...utils.logging import get_logger
@@ -103,7 +104,7 @@ class AlignmentHead(nn.Module):
         return self._embed(self.fpv_global_proj, ego), self._embed(self.tpv_global_proj, exo)
 
 
-def exo_class_counts(cfg) -> List[int]:
+def exo_class_counts(cfg: CfgNode) -> List[int]:
     """SUML.EXO_NUM_CLASSES as [exo verbs, exo nouns], both positive."""
     counts = cfg.SUML.EXO_NUM_CLASSES
     if not isinstance(counts, (list, tuple)) or len(counts) != 2 or min(counts) <= 0:
@@ -179,7 +180,7 @@ class SUML(FlatBackboneModel):
         return {**state, **copies}
 
     @classmethod
-    def synthetic_entries(cls, cfg, batch_size: int, shapes: List[Tuple[int, ...]]) -> Dict[str, object]:
+    def synthetic_entries(cls, cfg: CfgNode, batch_size: int, shapes: List[Tuple[int, ...]]) -> Dict[str, object]:
         """Random training entries of `batch_size` clips of pathway `shapes` (tools/benchmark.py)."""
         text = F.normalize(torch.randn(batch_size, TextEncoder(cfg.TEXT.ENCODER).dim), dim=-1)
         return {"exo_inputs": [torch.randn(batch_size, *s) for s in shapes],

@@ -6,6 +6,7 @@ State-dict names are VideoMAE's own (`patch_embed.*`, `blocks.*`, `fc_norm.*`, `
 from typing import Dict
 
 import torch
+from fvcore.common.config import CfgNode
 from torch import nn
 
 from ...config.configurable import configurable
@@ -34,7 +35,7 @@ class VideoMAEHead(nn.Linear):
             nn.init.zeros_(self.bias)
 
     @classmethod
-    def from_config(cls, cfg, in_dim: int) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         m = cfg.MODEL
         return {"in_dim": in_dim, "num_classes": m.NUM_CLASSES, "dropout_rate": m.DROPOUT_RATE,
                 "detach_final_fc": m.DETACH_FINAL_FC, "init_scale": cfg.VIT.HEAD_INIT_SCALE}
