@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, ContextManager, Optional
 
 import torch
+from fvcore.common.config import CfgNode
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -51,7 +52,7 @@ def _cpu_dtype(requested: str) -> torch.dtype:
 
 
 def amp_policy(
-    cfg, device: torch.device, bf16_supported: Optional[Callable[[], bool]] = None
+    cfg: CfgNode, device: torch.device, bf16_supported: Optional[Callable[[], bool]] = None
 ) -> AmpPolicy:
     """The mixed-precision policy of this process (see the module docstring's table).
 

@@ -131,7 +131,7 @@ def load_checkpoint(
     path: str,
     model: torch.nn.Module,
     optimizer: Optional[torch.optim.Optimizer] = None,
-    scaler=None,
+    scaler: Optional[torch.amp.GradScaler] = None,
     checkpoint_type: str = "pytorch",
     inflate: bool = False,
     strict: bool = False,
@@ -199,7 +199,8 @@ def _cfg_options(cfg: CfgNode, checkpoint_type: str) -> Dict[str, Any]:
     )
 
 
-def load_from_cfg(cfg: CfgNode, path: str, model, optimizer=None, scaler=None) -> int:
+def load_from_cfg(cfg: CfgNode, path: str, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+                  scaler: Optional[torch.amp.GradScaler] = None) -> int:
     """Initialise training from a user's checkpoint: `load_checkpoint` in TRAIN.CHECKPOINT_TYPE with
     the TRAIN group's conversions and TRAIN.CHECKPOINT_STRICT (the model's head may differ)."""
     return load_checkpoint(
@@ -225,7 +226,8 @@ def _read_latest(path_to_job: str) -> Optional[Tuple[str, Dict[str, Any]]]:
     return None
 
 
-def load_train_checkpoint(cfg: CfgNode, model, optimizer, scaler=None) -> int:
+def load_train_checkpoint(cfg: CfgNode, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                          scaler: Optional[torch.amp.GradScaler] = None) -> int:
     """PySlowFast precedence for training: auto-resume from the newest readable checkpoint in
     OUTPUT_DIR (model, optimizer, scaler, this process's RNG), else initialise the parts of a model
     that start from files its config names (its `load_pretrained()`, if it has one, e.g.
@@ -282,7 +284,7 @@ def _untrained_head_allowed(cfg: CfgNode, model: torch.nn.Module) -> bool:
     return cfg.TEST.ALLOW_UNTRAINED_HEAD or bool(getattr(head, "PARAMETER_FREE", False))
 
 
-def load_test_checkpoint(cfg: CfgNode, model) -> Optional[str]:
+def load_test_checkpoint(cfg: CfgNode, model: torch.nn.Module) -> Optional[str]:
     """Load the checkpoint `find_test_checkpoint` chooses (every model weight must fit unless
     TEST.CHECKPOINT_STRICT is False; the head's may be missing when `_untrained_head_allowed`) and
     log which file is tested, with the metric that made it best if stored. Returns the path used

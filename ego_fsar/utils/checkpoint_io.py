@@ -193,8 +193,9 @@ def atomic_torch_save(obj: Any, path: str) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def save_checkpoint(path_to_job: str, model: torch.nn.Module, optimizer, epoch: int, cfg: CfgNode,
-                    scaler=None, path: Optional[str] = None, extra: Optional[Dict] = None) -> Optional[str]:
+def save_checkpoint(path_to_job: str, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                    epoch: int, cfg: CfgNode, scaler: Optional[torch.amp.GradScaler] = None,
+                    path: Optional[str] = None, extra: Optional[Dict] = None) -> Optional[str]:
     """Write the state after 0-based `epoch`, with every process's RNG state; returns the path on the
     master process (None elsewhere).
 

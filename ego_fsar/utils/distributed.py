@@ -1,5 +1,5 @@
 """Process-group helpers. Everything works without an initialised process group (one process)."""
-from typing import List
+from typing import Any, List
 
 import torch
 import torch.distributed as dist
@@ -38,7 +38,7 @@ def all_reduce(tensors: List[torch.Tensor], average: bool = True) -> List[torch.
     return tensors
 
 
-def all_gather_object(obj) -> list:
+def all_gather_object(obj: Any) -> list:
     """Gather a picklable object from every process, in rank order."""
     if get_world_size() == 1:
         return [obj]
@@ -66,14 +66,14 @@ class _GatherWithGrad(torch.autograd.Function):
     """all_gather whose backward sums the incoming gradients over processes and keeps this rank's rows."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: torch.autograd.function.FunctionCtx, tensor: torch.Tensor) -> torch.Tensor:
         ctx.rows = slice(get_rank() * tensor.shape[0], (get_rank() + 1) * tensor.shape[0])
         parts = [torch.empty_like(tensor) for _ in range(get_world_size())]
         dist.all_gather(parts, tensor.contiguous())
         return torch.cat(parts)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous()
         dist.all_reduce(grad)
         return grad[ctx.rows]

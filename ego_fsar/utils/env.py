@@ -3,6 +3,7 @@ import random
 
 import numpy as np
 import torch
+from fvcore.common.config import CfgNode
 
 
 def seed_everything(seed: int) -> None:
@@ -12,7 +13,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def device_for(cfg) -> torch.device:
+def device_for(cfg: CfgNode) -> torch.device:
     """This process's device: CUDA (current device) when NUM_GPUS > 0, else CPU. Never touches CUDA
     when NUM_GPUS is 0."""
     if cfg.NUM_GPUS > 0:

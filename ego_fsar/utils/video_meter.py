@@ -1,6 +1,6 @@
 """Multi-view test meters (PySlowFast's TestMeter): each video's clip scores combined, then top-k
 accuracy or mAP, per task for multi-task (EPIC verb/noun) outputs."""
-from typing import Dict, List, Mapping, Sequence, Union
+from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
 import torch
 
@@ -119,7 +119,8 @@ class TestMeter:
         """Count `num_clips` clips that could not be read (they are in no update_stats)."""
         self.clips_skipped += num_clips
 
-    def video_results(self):
+    def video_results(self) -> Union[Tuple[torch.Tensor, torch.Tensor],
+                                      Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]]:
         """(scores, labels) per video, PySlowFast's saved results: scores [num_videos, num_cls] (see
         `VideoEnsemble.scores`; NaN for a video without clips) and labels [num_videos] (or multi-hot
         [num_videos, num_cls]; -1 for a video without clips), or `{task: ...}` dicts of them for dict labels."""

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 from matplotlib.figure import Figure
+from torch.utils.data import Dataset
 
 CORRECT_COLOUR = "#1a9641"
 WRONG_COLOUR = "#d7191c"
@@ -39,7 +40,7 @@ def frame_strip(frames: np.ndarray, num: int, gap: int = 2) -> np.ndarray:
     return strip
 
 
-def clip_strip(cfg: CfgNode, dataset, clip: int, num_frames: int) -> np.ndarray:
+def clip_strip(cfg: CfgNode, dataset: Dataset, clip: int, num_frames: int) -> np.ndarray:
     """`num_frames` frames of the densest pathway of `dataset[clip]` (SlowFast's fast one), back in RGB
     order and denormalised with DATA.MEAN / DATA.STD, side by side (`frame_strip`)."""
     pathway = dataset[clip]["inputs"][-1]
