@@ -95,9 +95,11 @@ class EpisodicProtocol:
 
 
 PROTOCOLS = {"supervised": SupervisedProtocol, "episodic": EpisodicProtocol}
+# A training protocol: one of the classes above (their static methods are the interface).
+TrainProtocol = Type[Union[SupervisedProtocol, EpisodicProtocol]]
 
 
-def get_protocol(cfg: CfgNode) -> Type[Union[SupervisedProtocol, EpisodicProtocol]]:
+def get_protocol(cfg: CfgNode) -> TrainProtocol:
     if cfg.TRAIN.PROTOCOL not in PROTOCOLS:
         raise ValueError(f"TRAIN.PROTOCOL must be one of {sorted(PROTOCOLS)}, got {cfg.TRAIN.PROTOCOL!r}")
     return PROTOCOLS[cfg.TRAIN.PROTOCOL]

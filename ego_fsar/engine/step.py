@@ -1,6 +1,6 @@
 """One training step (forward under autocast, loss, non-finite checks, scaled backward, optimizer step):
 the step `train_epoch` runs on every batch and `ego_fsar.benchmark.train` times."""
-from typing import Dict, List, NamedTuple, Type, Union
+from typing import Dict, List, NamedTuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -10,7 +10,7 @@ from ego_fsar.models import optimizer as optim
 from ego_fsar.models.losses import Criterion, is_finite_loss
 from ego_fsar.utils.amp import AmpPolicy, autocast
 
-from .protocols import EpisodicProtocol, SupervisedProtocol
+from .protocols import TrainProtocol
 
 
 class StepResult(NamedTuple):
@@ -53,7 +53,7 @@ def _check_weights(params: List[torch.Tensor], check_grads: bool, cur_epoch: int
 
 def run_step(model: nn.Module, batch: Dict, criterion: Criterion, optimizer: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler, policy: AmpPolicy, device: torch.device,
-             protocol: Type[Union[SupervisedProtocol, EpisodicProtocol]], cfg: CfgNode, *,
+             protocol: TrainProtocol, cfg: CfgNode, *,
              accum: int = 1, update: bool = True, cur_epoch: int = 0, cur_iter: int = 0) -> StepResult:
     """Forward `batch` through `protocol` under `policy`'s autocast, compute the loss, and backpropagate
     it divided by `accum` (gradient accumulation). With `update`, finish the optimisation step: unscale,

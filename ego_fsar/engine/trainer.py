@@ -1,7 +1,7 @@
 """Training (PySlowFast's train_net) for every protocol (supervised batches or episodes): epochs,
 periodic validation with a best-on-val checkpoint, periodic checkpoints, auto-resume, mixed
 precision, gradient accumulation and clipping."""
-from typing import Callable, Dict, Mapping, Optional, Tuple, Type, Union
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ from ego_fsar.utils.tensorboard import TensorboardWriter
 from .best_checkpoint import BestCheckpoint
 from .common import channels_last_3d, progress
 from .episodic_validation import EpisodicValidation
-from .protocols import EpisodicProtocol, SupervisedProtocol, get_protocol
+from .protocols import TrainProtocol, get_protocol
 from .step import run_step
 
 logger = get_logger(__name__)
@@ -89,7 +89,7 @@ def _epoch_counts(counts: Dict[str, float], cur_epoch: int) -> Dict[str, int]:
 def train_epoch(data_loader: DataLoader, model: nn.Module, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler, criterion: Criterion, meter: TrainMeter, cur_epoch: int,
                 cfg: CfgNode, policy: AmpPolicy, writer: TensorboardWriter, device: torch.device,
-                protocol: Type[Union[SupervisedProtocol, EpisodicProtocol]]) -> Dict:
+                protocol: TrainProtocol) -> Dict:
     """One epoch of training. Raises FloatingPointError (naming epoch and iteration) at the first
     non-finite loss, gradient (unless a GradScaler skips such steps) or weight."""
     model.train()
@@ -158,7 +158,7 @@ def _val_part(model, batch: Dict, device: torch.device, cfg: CfgNode, protocol) 
 
 @torch.no_grad()
 def eval_epoch(data_loader: DataLoader, model: nn.Module, meter: ValMeter, cur_epoch: int, cfg: CfgNode,
-               device: torch.device, protocol: Type[Union[SupervisedProtocol, EpisodicProtocol]]) -> Dict:
+               device: torch.device, protocol: TrainProtocol) -> Dict:
     """Top-1/top-5 error on the validation split (single view per clip, or val episodes), or mAP
     with DATA.MULTI_LABEL. Each batch's shares are gathered from every process (they may differ in
     size: unreadable clips are left out and counted) and weighted by their sizes."""
@@ -195,7 +195,7 @@ def _precise_bn(data_loader, model, cfg: CfgNode, device: torch.device, protocol
     update_bn_stats(model, batches, min(cfg.BN.NUM_BATCHES_PRECISE, len(data_loader)))
 
 
-def build_validation(cfg: CfgNode, device: torch.device, protocol: Type[Union[SupervisedProtocol, EpisodicProtocol]]
+def build_validation(cfg: CfgNode, device: torch.device, protocol: TrainProtocol
                      ) -> Optional[Callable[[nn.Module, int], Dict]]:
     """`validate(model, cur_epoch) -> val stats`, or None with TRAIN.EVAL_PERIOD 0: the training
     protocol's `eval_epoch` on DATA.VAL_SPLIT, or with TRAIN.VAL_PROTOCOL "episodic" the few-shot test's
