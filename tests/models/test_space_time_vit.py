@@ -114,3 +114,37 @@ def test_released_4_frame_tower_loads_into_an_8_frame_video_text(tmp_path):
     assert torch.equal(converted["blocks.0.timeattn.qkv.weight"], released["blocks.0.timeattn.qkv.weight"])
     model.load_state_dict(converted, strict=False)
     assert model.encode_video([torch.randn(2, 3, 8, 16, 16)]).shape == (2, 8)
+
+
+def _image_vit(state, image: torch.Tensor, heads: int) -> torch.Tensor:
+    """An image ViT's normed class token (timm's layout: pre-norm blocks, class token first) [B, D]."""
+    x = F.conv2d(image, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=8)
+    x = torch.cat([state["cls_token"].expand(len(x), -1, -1), x.flatten(2).transpose(1, 2)], 1) + state["pos_embed"]
+    for i in range(len({k.split(".")[1] for k in state if k.startswith("blocks.")})):
+        p = {k[len(f"blocks.{i}."):]: v for k, v in state.items() if k.startswith(f"blocks.{i}.")}
+        y = F.layer_norm(x, x.shape[-1:], p["norm1.weight"], p["norm1.bias"], eps=1e-6)
+        qkv = F.linear(y, p["attn.qkv.weight"], p["attn.qkv.bias"])
+        q, k, v = qkv.unflatten(-1, (3, heads, -1)).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+        x = x + F.linear(y, p["attn.proj.weight"], p["attn.proj.bias"])
+        y = F.layer_norm(x, x.shape[-1:], p["norm2.weight"], p["norm2.bias"], eps=1e-6)
+        y = F.gelu(F.linear(y, p["mlp.fc1.weight"], p["mlp.fc1.bias"]))
+        x = x + F.linear(y, p["mlp.fc2.weight"], p["mlp.fc2.bias"])
+    return F.layer_norm(x[:, 0], x.shape[-1:], state["norm.weight"], state["norm.bias"], eps=1e-6)
+
+
+def test_an_image_vit_initialises_it_and_one_frame_gives_the_image_vits_output():
+    """EgoVLP's start: ImageNet ViT weights (timm's names); what they lack (time attention, norm3, the
+    temporal table) keeps its no-op start, so a 1-frame clip gives the image ViT's output."""
+    model = SpaceTimeViT(tiny_cfg()).eval()
+    g = torch.Generator().manual_seed(2)
+    image_keys = [k for k in model.state_dict() if "timeattn" not in k and "norm3" not in k and k != "temporal_embed"]
+    state = {k: 0.2 * torch.randn(model.state_dict()[k].shape, generator=g) for k in image_keys}
+    report = report_mismatch(model.state_dict(), convert_state_dict(state, model.state_dict()))
+    assert not report["unexpected"] and not report["shape_mismatch"]
+    assert sorted(report["missing"]) == sorted(k for k in model.state_dict() if k not in image_keys)
+    model.load_state_dict(state, strict=False)
+    image = torch.randn(2, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model([image.unsqueeze(2)]).pooled, _image_vit(state, image, heads=4),
+                                   rtol=1e-5, atol=1e-5)
