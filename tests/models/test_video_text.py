@@ -1,5 +1,6 @@
 """VideoText (EgoVLP dual encoder): EgoNCE output, frozen/trainable text tower, the zero-shot head, and the
-global-batch similarity of a 2-process gloo run against one process holding the whole batch."""
+global-batch similarity of a 2-process gloo run against one process holding the whole batch (with the
+VideoMAE-style ViT and with EgoVLP's SpaceTimeViT as video tower)."""
 import os
 
 import pytest
@@ -110,10 +111,12 @@ def test_zero_shot_head_scores_class_names(tmp_path):
     assert _model(cfg).fewshot_head is None  # any other head is built on the video backbone
 
 
-def test_global_batch_over_two_gloo_processes_equals_one_process(tmp_path, monkeypatch):
+@pytest.mark.parametrize("backbone", ["VideoViT", "SpaceTimeViT"])
+def test_global_batch_over_two_gloo_processes_equals_one_process(tmp_path, monkeypatch, backbone):
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     cfg = tiny_video_text_cfg(str(tmp_path / "text_cache"))
+    cfg.MODEL.BACKBONE = backbone
     loss, sim, grads = _run(_model(cfg), list(range(B)))  # also fills the text cache the ranks read
     cfg.NUM_CPU_PROCS, cfg.OUTPUT_DIR = 2, str(tmp_path)
     launch_job(cfg, two_process_half_batches)
