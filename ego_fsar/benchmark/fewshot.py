@@ -107,6 +107,8 @@ def _masked_comparison(cfg: CfgNode, backbone, head, dataset, episodes, few) -> 
     for views in (cfg.TEST.NUM_MASKED_VIEWS, 0):
         with mp.get_context("spawn").Pool(1) as pool:
             seconds, (peak, above_start) = pool.apply(_uncached_cost, (cfg, few, views))
+            pool.close()  # the worker exits on its own instead of being terminated by the with-block
+            pool.join()
         run_cfg = cfg.clone()
         run_cfg.TEST.NUM_MASKED_VIEWS, run_cfg.FEW_SHOT.USE_FEATURE_CACHE = views, True
         accs = np.asarray([a for a in run_episodes(backbone, head, dataset, episodes, run_cfg) if a is not None]) * 100
