@@ -20,8 +20,7 @@ import csv
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ from fvcore.common.config import CfgNode
 from .build import DATASET_REGISTRY
 from .decoder import DECODER_REGISTRY
 from .modalities import transform_modalities
-from .utils import AnnotationError, DecodeError, FailureTracker, RetryingDataset, pack_pathway_output
+from .utils import AnnotationError, DecodeError, FailureTracker, RetryingDataset, Rng, pack_pathway_output
 
 EGOCLIP_COLUMNS = ("clip_idx", "video_uid", "video_dur", "narration_source", "narration_ind", "narration_time",
                    "clip_start", "clip_end", "clip_text", "tag_verb", "tag_noun")
@@ -158,7 +157,7 @@ class EgoClip(RetryingDataset):
     def __len__(self) -> int:
         return len(self.narrations)
 
-    def negative_index(self, index: int, rng: Union[np.random.RandomState, ModuleType] = np.random) -> int:
+    def negative_index(self, index: int, rng: Rng = np.random) -> int:
         """A random other clip of `index`'s video starting within EGOVLP.NEG_WINDOW seconds of it; else any
         other clip of that video; else (a video of one clip) any other clip."""
         anchor = self.narrations[index]

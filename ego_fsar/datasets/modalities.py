@@ -16,7 +16,6 @@ frames, and mapped proportionally onto the others (so pose stays on the hands RG
 it each modality draws its own and pose takes the centre.
 """
 from abc import ABC, abstractmethod
-from types import ModuleType
 from typing import TYPE_CHECKING, Dict, Sequence, Tuple, Union
 
 import numpy as np
@@ -25,11 +24,13 @@ from fvcore.common.config import CfgNode
 
 from .pose import Heatmaps, Keypoints
 from .transform import SpatialParams, clip_transform, normalize, sample_spatial_params, spatial_transform
-from .utils import NamedRegistry
+from .utils import NamedRegistry, Rng
 
 if TYPE_CHECKING:
     from .clip import ClipDataset
 
+# What a modality reads for a clip: frames [T, H, W, C], pose heatmaps or keypoints.
+ModalityData = Union[np.ndarray, Heatmaps, Keypoints]
 MODALITY_REGISTRY = NamedRegistry("DATA.MODALITIES")
 MODALITY_REGISTRY.__doc__ = """Modalities by name (subclasses of Modality)."""
 
@@ -39,23 +40,23 @@ class Modality(ABC):
 
     @staticmethod
     @abstractmethod
-    def read(dataset: "ClipDataset", clip: int, indices: np.ndarray) -> Union[np.ndarray, Heatmaps, Keypoints]:
+    def read(dataset: "ClipDataset", clip: int, indices: np.ndarray) -> ModalityData:
         """The modality's data for frames `indices` (0-based positions in the video) of clip `clip`."""
 
     @staticmethod
-    def frame_size(data: Union[np.ndarray, Heatmaps, Keypoints]) -> Tuple[int, int]:
+    def frame_size(data: ModalityData) -> Tuple[int, int]:
         """(height, width) of the frames of `data` (arrays [T,H,W,C]; other data override this)."""
         return tuple(data.shape[1:3])
 
     @staticmethod
     @abstractmethod
-    def transform(cfg: CfgNode, data: Union[np.ndarray, Heatmaps, Keypoints], params: SpatialParams, spatial_idx: int,
-                  rng: Union[np.random.RandomState, ModuleType] = np.random) -> torch.Tensor:
+    def transform(cfg: CfgNode, data: ModalityData, params: SpatialParams, spatial_idx: int,
+                  rng: Rng = np.random) -> torch.Tensor:
         """Model input float [C,T,H,W] of `data` cropped with `params` (view `spatial_idx`; -1: training)."""
 
     @classmethod
-    def own_params(cls, cfg: CfgNode, data: Union[np.ndarray, Heatmaps, Keypoints], spatial_idx: int,
-                   rng: Union[np.random.RandomState, ModuleType] = np.random) -> SpatialParams:
+    def own_params(cls, cfg: CfgNode, data: ModalityData, spatial_idx: int,
+                   rng: Rng = np.random) -> SpatialParams:
         """Spatial sampling drawn for this modality alone (DATA.SAME_CROP_ACROSS_MODALITIES False)."""
         return sample_spatial_params(cfg, *cls.frame_size(data), spatial_idx, rng)
 
@@ -68,7 +69,7 @@ class Rgb(Modality):
 
     @staticmethod
     def transform(cfg: CfgNode, data: np.ndarray, params: SpatialParams, spatial_idx: int,
-                  rng: Union[np.random.RandomState, ModuleType] = np.random) -> torch.Tensor:
+                  rng: Rng = np.random) -> torch.Tensor:
         return clip_transform(cfg, torch.from_numpy(data), spatial_idx, rng, params)
 
 
@@ -80,7 +81,7 @@ class Flow(Modality):
 
     @staticmethod
     def transform(cfg: CfgNode, data: np.ndarray, params: SpatialParams, spatial_idx: int,
-                  rng: Union[np.random.RandomState, ModuleType] = np.random) -> torch.Tensor:
+                  rng: Rng = np.random) -> torch.Tensor:
         """Flow values are not rescaled with the frames (as TSN, TBN and MM-CDFSL read flow)."""
         flow = spatial_transform(torch.from_numpy(data).permute(0, 3, 1, 2), params)
         if params.flip:
@@ -100,13 +101,13 @@ class Pose(Modality):
 
     @staticmethod
     def transform(cfg: CfgNode, data: Union[Heatmaps, Keypoints], params: SpatialParams, spatial_idx: int,
-                  rng: Union[np.random.RandomState, ModuleType] = np.random) -> torch.Tensor:
+                  rng: Rng = np.random) -> torch.Tensor:
         maps = data.render(params, cfg.DATA.POSE_SIZE, cfg.DATA.POSE_SIGMA)
         return ((maps - cfg.DATA.POSE_MEAN) / cfg.DATA.POSE_STD).permute(1, 0, 2, 3).contiguous()
 
     @classmethod
     def own_params(cls, cfg: CfgNode, data: Union[Heatmaps, Keypoints], spatial_idx: int,
-                   rng: Union[np.random.RandomState, ModuleType] = np.random) -> SpatialParams:
+                   rng: Rng = np.random) -> SpatialParams:
         """The centre of the frame, never mirrored."""
         return sample_spatial_params(cfg, *cls.frame_size(data), 1, rng)
 
@@ -125,7 +126,7 @@ def read_modalities(dataset: "ClipDataset", clip: int, indices: np.ndarray, name
 
 
 def transform_modalities(cfg: CfgNode, data: Dict[str, object], spatial_idx: int,
-                         rng: Union[np.random.RandomState, ModuleType] = np.random) -> Dict[str, torch.Tensor]:
+                         rng: Rng = np.random) -> Dict[str, torch.Tensor]:
     """{name: float [C,T,H,W]} of `data` (from `read_modalities`), view `spatial_idx` (-1: training)."""
     modalities = {name: MODALITY_REGISTRY.get(name) for name in data}
     first = next(iter(data))

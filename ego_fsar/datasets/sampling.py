@@ -9,14 +9,13 @@
 (`np.random` itself, the default, is seeded per worker by the DataLoader).
 """
 import math
-from types import ModuleType
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from .utils import NamedRegistry
+from .utils import NamedRegistry, Rng
 
 TEMPORAL_SAMPLER_REGISTRY = NamedRegistry("DATA.TEMPORAL_SAMPLING")
 TEMPORAL_SAMPLER_REGISTRY.__doc__ = """Temporal samplers by name:
@@ -24,7 +23,7 @@ fn(cfg, video_size, view, num_views, fps, rng) -> int64 indices [NUM_FRAMES]."""
 
 
 def get_start_end_idx(video_size: int, clip_size: float, clip_idx: int, num_clips: int,
-                      use_offset: bool = False, rng: Union[np.random.RandomState, ModuleType] = np.random) -> tuple:
+                      use_offset: bool = False, rng: Rng = np.random) -> tuple:
     """Start and end (float, inclusive) of a clip of `clip_size` frames in a video of `video_size`.
 
     clip_idx -1 draws a random start; otherwise clip `clip_idx` of `num_clips` uniformly placed ones:
@@ -47,7 +46,7 @@ def temporal_sampling_indices(video_size: int, start: float, end: float, num_sam
 
 
 def segment_indices(video_size: int, num_segments: int, view: int, num_views: int,
-                    rng: Union[np.random.RandomState, ModuleType] = np.random) -> np.ndarray:
+                    rng: Rng = np.random) -> np.ndarray:
     """One index per equal segment (TSN): random offsets when view is -1 (if every segment has a
     frame), else offset (view + 0.5) / num_views of each segment."""
     tick = video_size / num_segments
@@ -62,7 +61,7 @@ def segment_indices(video_size: int, num_segments: int, view: int, num_views: in
 
 @TEMPORAL_SAMPLER_REGISTRY.register("dense")
 def dense(cfg: CfgNode, video_size: int, view: int, num_views: int, fps: Optional[float],
-          rng: Union[np.random.RandomState, ModuleType] = np.random) -> np.ndarray:
+          rng: Rng = np.random) -> np.ndarray:
     """NUM_FRAMES indices SAMPLING_RATE apart (at TARGET_FPS; `fps` None: the video's own rate)."""
     scale = fps / cfg.DATA.TARGET_FPS if fps else 1.0
     clip_size = cfg.DATA.NUM_FRAMES * cfg.DATA.SAMPLING_RATE * scale
@@ -72,14 +71,14 @@ def dense(cfg: CfgNode, video_size: int, view: int, num_views: int, fps: Optiona
 
 @TEMPORAL_SAMPLER_REGISTRY.register("segment")
 def segment(cfg: CfgNode, video_size: int, view: int, num_views: int, fps: Optional[float],
-            rng: Union[np.random.RandomState, ModuleType] = np.random) -> np.ndarray:
+            rng: Rng = np.random) -> np.ndarray:
     """NUM_FRAMES TSN segment indices (fps is not used)."""
     return segment_indices(video_size, cfg.DATA.NUM_FRAMES, view, num_views, rng)
 
 
 def sample_frame_indices(cfg: CfgNode, video_size: int, view: int, num_views: int,
                          fps: Optional[float] = None,
-                         rng: Union[np.random.RandomState, ModuleType] = np.random) -> np.ndarray:
+                         rng: Rng = np.random) -> np.ndarray:
     """0-based indices (int64 [NUM_FRAMES]) into a clip of `video_size` frames with
     `DATA.TEMPORAL_SAMPLING`; view -1 samples randomly (training)."""
     if video_size < 1:

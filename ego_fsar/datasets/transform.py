@@ -14,13 +14,14 @@ proportionally. `rng` is anything with numpy's RandomState interface (default: t
 """
 import math
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from fvcore.common.config import CfgNode
+
+from .utils import Rng
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def uniform_crop_position(height: int, width: int, size: int, spatial_idx: int) 
 
 
 def sample_spatial_params(cfg: CfgNode, height: int, width: int, spatial_idx: int,
-                          rng: Union[np.random.RandomState, ModuleType] = np.random) -> SpatialParams:
+                          rng: Rng = np.random) -> SpatialParams:
     """Training (spatial_idx -1): a short side drawn from TRAIN_JITTER_SCALES (uniformly, or uniformly
     in 1/size with INV_UNIFORM_SAMPLE), a random TRAIN_CROP_SIZE crop and, with RANDOM_FLIP, a flip
     with probability 0.5. Testing: short side TEST_CROP_SIZE and crop `spatial_idx` of TEST_CROP_SIZE, or
@@ -152,7 +153,7 @@ _COLOR_OPS = (_brightness, _contrast, _saturation)
 
 
 def color_jitter(frames: torch.Tensor, strength: float,
-                 rng: Union[np.random.RandomState, ModuleType] = np.random) -> torch.Tensor:
+                 rng: Rng = np.random) -> torch.Tensor:
     """Brightness, contrast and saturation, each scaled by a factor from [1 - s, 1 + s], in a random
     order; input and output in [0, 1]."""
     for op in rng.permutation(len(_COLOR_OPS)):
@@ -169,7 +170,7 @@ def normalize(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float])
 
 
 def clip_transform(cfg: CfgNode, frames: torch.Tensor, spatial_idx: int,
-                   rng: Union[np.random.RandomState, ModuleType] = np.random,
+                   rng: Rng = np.random,
                    params: Optional[SpatialParams] = None) -> torch.Tensor:
     """RGB: decoded uint8 [T,H,W,3] -> normalised float [C,T,H,W]: spatial sampling (`params`, drawn
     here for the frames when None), colour jitter at training (DATA.COLOR_JITTER > 0), (x - MEAN) / STD

@@ -17,6 +17,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -25,6 +26,9 @@ from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset, default_collate
 
 logger = logging.getLogger(__name__)
+
+# Random source of the samplers and transforms: a RandomState, or the np.random module itself (the default).
+Rng = Union[np.random.RandomState, ModuleType]
 
 
 class AnnotationError(ValueError):
