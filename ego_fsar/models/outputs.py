@@ -38,7 +38,11 @@ class BackboneOutput:
         )
 
 
-def as_backbone_output(x: Union[BackboneOutput, torch.Tensor]) -> BackboneOutput:
+# What a few-shot head takes as support or query: a BackboneOutput, or frame features [N, T, D].
+ClipFeatures = Union[BackboneOutput, torch.Tensor]
+
+
+def as_backbone_output(x: ClipFeatures) -> BackboneOutput:
     """Accept a BackboneOutput or a plain frame-feature tensor [N, T, D]."""
     if isinstance(x, BackboneOutput):
         return x

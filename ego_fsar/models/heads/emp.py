@@ -1,6 +1,6 @@
 """EMP-Net: enhancing multi-level post-reasoning for few-shot action recognition (Wu et al., ECCV 2024)."""
 import random
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +9,7 @@ from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import BackboneOutput, as_backbone_output
+from ..outputs import BackboneOutput, ClipFeatures, as_backbone_output
 from ..text_encoder import TextEncoder
 from .fewshot_utils import check_support_labels, class_prototypes, otam_distance, reference_cosine
 
@@ -221,8 +221,8 @@ class EMPNet(nn.Module):
                  "token": self.fusion["token"](token[n_s:])}
         return {name: -otam_distance(query[name], support[name], self.lam) for name in LEVELS}
 
-    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
-                query: Union[BackboneOutput, torch.Tensor], n_way: int,
+    def forward(self, support: ClipFeatures, support_labels: torch.Tensor,
+                query: ClipFeatures, n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         check_support_labels(support_labels, n_way)

@@ -10,7 +10,7 @@ from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import BackboneOutput, as_backbone_output
+from ..outputs import BackboneOutput, ClipFeatures, as_backbone_output
 from .fewshot_utils import check_support_labels
 
 
@@ -50,8 +50,8 @@ class LogReg(nn.Module):
             pooled = F.normalize(pooled, dim=-1)
         return pooled.float().cpu().numpy()
 
-    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
-                query: Union[BackboneOutput, torch.Tensor, Sequence[Union[BackboneOutput, torch.Tensor]]],
+    def forward(self, support: ClipFeatures, support_labels: torch.Tensor,
+                query: Union[BackboneOutput, torch.Tensor, Sequence[ClipFeatures]],
                 n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:

@@ -1,5 +1,5 @@
 """OTAM: ordered temporal alignment (Cao et al., CVPR 2020)."""
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -7,7 +7,7 @@ from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import BackboneOutput, as_backbone_output
+from ..outputs import ClipFeatures, as_backbone_output
 from .fewshot_utils import class_average, otam_distance
 
 
@@ -38,8 +38,8 @@ class OTAM(nn.Module):
     def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         return {"in_dim": in_dim, "lam": cfg.HEAD.OTAM_LAMBDA}
 
-    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
-                query: Union[BackboneOutput, torch.Tensor], n_way: int,
+    def forward(self, support: ClipFeatures, support_labels: torch.Tensor,
+                query: ClipFeatures, n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         s = as_backbone_output(support).frames

@@ -1,5 +1,5 @@
 """ProtoNet / TSN++ few-shot head on frame-averaged clip features."""
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -7,7 +7,7 @@ from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import BackboneOutput, as_backbone_output
+from ..outputs import BackboneOutput, ClipFeatures, as_backbone_output
 from .fewshot_utils import mean_cosine_to_classes, neg_sq_euclidean_to_prototypes
 
 _METRICS = {
@@ -52,8 +52,8 @@ class ProtoNet(nn.Module):
         (the same logits; a feature cache stores this instead of every frame)."""
         return BackboneOutput(clips.pooled, clips.frames.mean(-2, keepdim=True))
 
-    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
-                query: Union[BackboneOutput, torch.Tensor], n_way: int,
+    def forward(self, support: ClipFeatures, support_labels: torch.Tensor,
+                query: ClipFeatures, n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         s = as_backbone_output(support).frames.mean(-2)

@@ -1,6 +1,6 @@
 """TAMT's global temporal-aware moment tuning (GTMT) with efficient long-short temporal
 covariance (ELSTC) (Wang et al., CVPR 2025)."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
@@ -8,7 +8,7 @@ from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import BackboneOutput, as_backbone_output
+from ..outputs import BackboneOutput, ClipFeatures, as_backbone_output
 from .fewshot_utils import class_prototypes, neg_sq_euclidean_to_prototypes
 
 
@@ -127,8 +127,8 @@ class TAMT(nn.Module):
         x = self._conv_bn_relu(x, range(self.num_token_layers + 1, self.num_layers + 1))
         return out.pooled + self.head2(x.flatten(1))
 
-    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
-                query: Union[BackboneOutput, torch.Tensor], n_way: int,
+    def forward(self, support: ClipFeatures, support_labels: torch.Tensor,
+                query: ClipFeatures, n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         s_out, q_out = as_backbone_output(support), as_backbone_output(query)

@@ -6,7 +6,7 @@ out of checkpoints and optimisers). `TextZeroShot` (HEAD.NAME): the projections 
 (`vid_proj`, backbone width -> EGOVLP.PROJ_DIM) and of text (`txt_proj`) into the shared space, and a
 classifier whose class prototypes are the embeddings of the class names under TEXT.TEMPLATES.
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import BackboneOutput, as_backbone_output
+from ..outputs import ClipFeatures, as_backbone_output
 from ..text_encoder import TextEncoder, load_encoder
 
 
@@ -67,9 +67,10 @@ class TextZeroShot(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
-        return {"in_dim": in_dim, "text_encoder": TextEncoder.from_cfg(cfg), "text_trainable": cfg.EGOVLP.TEXT_TRAINABLE,
-                "templates": tuple(cfg.TEXT.TEMPLATES) or (cfg.TEXT.TEMPLATE,), "proj_dim": cfg.EGOVLP.PROJ_DIM,
-                "temperature": cfg.EGOVLP.TEMPERATURE}
+        return {"in_dim": in_dim, "text_encoder": TextEncoder.from_cfg(cfg),
+                "text_trainable": cfg.EGOVLP.TEXT_TRAINABLE,
+                "templates": tuple(cfg.TEXT.TEMPLATES) or (cfg.TEXT.TEMPLATE,),
+                "proj_dim": cfg.EGOVLP.PROJ_DIM, "temperature": cfg.EGOVLP.TEMPERATURE}
 
     def encode_video(self, pooled: torch.Tensor) -> torch.Tensor:
         """Backbone features [B, D] -> normalised joint-space embeddings [B, PROJ_DIM]."""
@@ -84,8 +85,8 @@ class TextZeroShot(nn.Module):
         per_template = torch.stack([self.encode_text([t.format(n) for n in names]) for t in self.templates])
         return F.normalize(per_template.mean(0), dim=-1)
 
-    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
-                query: Union[BackboneOutput, torch.Tensor], n_way: int,
+    def forward(self, support: ClipFeatures, support_labels: torch.Tensor,
+                query: ClipFeatures, n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         if class_text is None or len(class_text) != n_way:

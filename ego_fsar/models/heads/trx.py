@@ -9,7 +9,7 @@ from torch import nn
 
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
-from ..outputs import BackboneOutput, as_backbone_output
+from ..outputs import ClipFeatures, as_backbone_output
 from .fewshot_utils import check_support_labels
 
 # Scale of TRX's sinusoid position encoding.
@@ -92,8 +92,8 @@ class TRX(nn.Module):
         return {"in_dim": in_dim, "cardinalities": tuple(h.TRX_CARDINALITIES), "dim": h.TRX_DIM,
                 "dropout": h.TRX_DROPOUT}
 
-    def forward(self, support: Union[BackboneOutput, torch.Tensor], support_labels: torch.Tensor,
-                query: Union[BackboneOutput, torch.Tensor], n_way: int,
+    def forward(self, support: ClipFeatures, support_labels: torch.Tensor,
+                query: ClipFeatures, n_way: int,
                 class_text: Optional[List[str]] = None,
                 query_labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         s = as_backbone_output(support).frames
