@@ -79,4 +79,9 @@ def peak_memory(device: torch.device) -> Callable[[], Tuple[str, str]]:
 
         def read() -> float:
             return _proc_status_mib("VmHWM")
-    return lambda: (f"{read():.0f}", f"{read() - start:.0f}")
+
+    def result() -> Tuple[str, str]:
+        peak = read()
+        return f"{peak:.0f}", f"{peak - start:.0f}"
+
+    return result
