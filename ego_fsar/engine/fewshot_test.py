@@ -44,7 +44,6 @@ def _save_outputs(cfg: CfgNode, episodes: List[Episode], accs: List[Optional[flo
         for episode, acc in zip(episodes, accs):
             if acc is not None:
                 writer.add_scalars({"Test/episode_acc": 100.0 * acc}, episode.index)
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     record = {"summary": summary, "episodes": [
         {"index": ep.index, "class_ids": list(map(int, ep.class_ids)), "acc": acc} for ep, acc in zip(episodes, accs)
     ]}

@@ -21,6 +21,11 @@ _ENCODERS: Dict[str, Tuple[Callable, int]] = {
 }
 
 
+def cfg_templates(cfg: CfgNode) -> Tuple[str, ...]:
+    """The prompt templates of a config: TEXT.TEMPLATES, or (TEXT.TEMPLATE,) when that list is empty."""
+    return tuple(cfg.TEXT.TEMPLATES) or (cfg.TEXT.TEMPLATE,)
+
+
 def load_encoder(name: str) -> torch.nn.Module:
     """A fresh copy of the sentence-transformers model of TEXT.ENCODER `name` (trainable, on the CPU)."""
     if name not in _ENCODERS:

@@ -161,9 +161,7 @@ class SpaceTimeViT(nn.Module):
         if frames > self.temporal_embed.shape[1]:
             raise ValueError(f"SpaceTimeViT: a clip of {frames} frames exceeds its temporal table of "
                              f"{self.temporal_embed.shape[1]} (DATA.NUM_FRAMES)")
-        spatial = self.pos_embed[0, 1:]
-        if (1, height, width) != self.pos_grid:
-            spatial = resize_grid_table(spatial, self.pos_grid, (1, height, width))
+        spatial = resize_grid_table(self.pos_embed[0, 1:], self.pos_grid, (1, height, width))
         table = spatial.unsqueeze(0) + self.temporal_embed[0, :frames].unsqueeze(1)  # [F, S, D]
         return torch.cat([self.pos_embed[0, :1], table.flatten(0, 1)]).unsqueeze(0)
 

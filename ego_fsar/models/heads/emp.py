@@ -10,7 +10,7 @@ from torch import nn
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import BackboneOutput, ClipFeatures, as_backbone_output
-from ..text_encoder import TextEncoder
+from ..text_encoder import TextEncoder, cfg_templates
 from .fewshot_utils import check_support_labels, class_prototypes, otam_distance, reference_cosine
 
 # Reference block sizes, relative to the token width C: 4 heads of C/8, MLP C/4.
@@ -156,7 +156,7 @@ class EMPNet(nn.Module):
     def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         h = cfg.HEAD
         return {"in_dim": in_dim, "text_encoder": TextEncoder.from_cfg(cfg),
-                "templates": tuple(cfg.TEXT.TEMPLATES) or (cfg.TEXT.TEMPLATE,),
+                "templates": cfg_templates(cfg),
                 "hidden_dims": tuple(h.EMP_HIDDEN_DIMS), "cls_token": h.EMP_CLS_TOKEN,
                 "ce_on_probs": h.EMP_CE_ON_PROBS, "lam": h.OTAM_LAMBDA}
 

@@ -16,7 +16,7 @@ from torch import nn
 from ...config.configurable import configurable
 from ..build import HEAD_REGISTRY
 from ..outputs import ClipFeatures, as_backbone_output
-from ..text_encoder import TextEncoder, load_encoder
+from ..text_encoder import TextEncoder, cfg_templates, load_encoder
 
 
 class TextTower(nn.Module):
@@ -69,7 +69,7 @@ class TextZeroShot(nn.Module):
     def from_config(cls, cfg: CfgNode, in_dim: int) -> Dict:
         return {"in_dim": in_dim, "text_encoder": TextEncoder.from_cfg(cfg),
                 "text_trainable": cfg.EGOVLP.TEXT_TRAINABLE,
-                "templates": tuple(cfg.TEXT.TEMPLATES) or (cfg.TEXT.TEMPLATE,),
+                "templates": cfg_templates(cfg),
                 "proj_dim": cfg.EGOVLP.PROJ_DIM, "temperature": cfg.EGOVLP.TEMPERATURE}
 
     def encode_video(self, pooled: torch.Tensor) -> torch.Tensor:
